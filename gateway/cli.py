@@ -1,0 +1,224 @@
+"""`zvh-gateway`: argument parsing and exit codes only; the work is elsewhere.
+
+Exit codes: 0 success, 1 a check failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.clock import SystemClock
+from gateway.config import load_settings
+from gateway.crypto.encoding import b64u_decode
+from gateway.crypto.keys import OrgKeys, PublicKeys
+from gateway.demo import run_demo
+from gateway.errors import ConfigError, GatewayError
+from gateway.logs import configure
+from gateway.models import Domain
+from gateway.services import admin
+from gateway.services.directory import org_json
+from gateway.web.hub_app import HubServer, build_hub
+
+ROLES = ("zvh", "partner", "incidental")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zvh-gateway", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init-hub", help="create a hub's config, keys and database in DIR")
+    s.add_argument("--dir", required=True, type=Path)
+    s.add_argument("--org", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--metrics-port", type=int)
+
+    k = sub.add_parser("keys", help="organisation keys").add_subparsers(
+        dest="keys_cmd", required=True
+    )
+    g = k.add_parser("generate", help="write an Ed25519 + X25519 key pair and a public-key file")
+    g.add_argument("--org", required=True)
+    g.add_argument("--out", required=True, type=Path)
+
+    pa = sub.add_parser("partner", help="the hub's directory").add_subparsers(
+        dest="partner_cmd", required=True
+    )
+    add = pa.add_parser("add", help="register an organisation's public keys")
+    add.add_argument("--config", required=True, type=Path)
+    add.add_argument("--org", required=True)
+    add.add_argument("--signing-key", required=True)
+    add.add_argument("--encryption-key", required=True)
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--domain", choices=[d.value for d in Domain])
+    add.add_argument("--name")
+    add.add_argument("--valid-until-ms", type=int)
+    ls = pa.add_parser("list", help="list the organisations")
+    ls.add_argument("--config", required=True, type=Path)
+    ls.add_argument("--json", action="store_true")
+    rv = pa.add_parser("revoke", help="revoke an organisation's keys")
+    rv.add_argument("--config", required=True, type=Path)
+    rv.add_argument("--org", required=True)
+
+    c = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="config_cmd", required=True
+    )
+    chk = c.add_parser("check", help="validate a config file and print it, secrets redacted")
+    chk.add_argument("--config", required=True, type=Path)
+
+    sv = sub.add_parser("serve", help="run a node until SIGTERM/SIGINT")
+    sv.add_argument("--config", required=True, type=Path)
+    sv.add_argument("--host")
+    sv.add_argument("--port", type=int)
+    sv.add_argument("--metrics-port", type=int)
+
+    d = sub.add_parser("demo", help="run a small regional network on loopback")
+    d.add_argument("--dir", type=Path, default=Path(".demo"))
+    d.add_argument("--base-port", type=int, default=8400)
+    d.add_argument("--no-scenario", action="store_true")
+    return p
+
+
+def _setup_logging(level: str = "info") -> None:
+    configure(level)
+
+
+def _cmd_init_hub(args: argparse.Namespace) -> int:
+    paths = admin.init_hub(
+        args.dir,
+        args.org,
+        SystemClock(),
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+    )
+    print(
+        f"hub {args.org} initialised:\n  config   {paths.config}\n  keys     {paths.key_file}"
+        f"\n  database {paths.database}\nstart it with: zvh-gateway serve --config {paths.config}"
+    )
+    return 0
+
+
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    keys = OrgKeys.generate(args.org)
+    args.out.mkdir(parents=True, exist_ok=True)
+    private = args.out / f"{args.org}.key.json"
+    public = args.out / f"{args.org}.pub.json"
+    keys.save(private)
+    public.write_text(json.dumps(keys.public().to_json(), indent=2) + "\n", encoding="utf-8")
+    print(f"private key: {private} (mode 0600, keep it at the organisation)\npublic keys: {public}")
+    print(f"signing_key    {keys.public().to_json()['signing_key']}")
+    print(f"encryption_key {keys.public().to_json()['encryption_key']}")
+    return 0
+
+
+def _cmd_partner(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    clock = SystemClock()
+    if args.partner_cmd == "add":
+        try:
+            public = PublicKeys(
+                args.org, b64u_decode(args.signing_key), b64u_decode(args.encryption_key)
+            )
+            PublicKeys.from_json(public.to_json())
+        except ValueError as exc:
+            raise ConfigError(f"bad key: {exc}") from exc
+        rec = admin.add_partner(
+            settings,
+            clock,
+            public=public,
+            role=args.role,
+            domain=args.domain,
+            name=args.name,
+            valid_until_ms=args.valid_until_ms,
+        )
+        print(f"registered {rec.org} ({rec.role}, signing kid {rec.signing_kid})")
+        return 0
+    if args.partner_cmd == "list":
+        records = admin.list_partners(settings)
+        if args.json:
+            print(json.dumps([org_json(r) for r in records], indent=2))
+        else:
+            print(f"{'org':32} {'role':10} {'domain':8} {'status':8} signing_kid")
+            for r in records:
+                print(f"{r.org:32} {r.role:10} {r.domain or '-':8} {r.status:8} {r.signing_kid}")
+        return 0
+    if not admin.revoke_partner(settings, clock, args.org):
+        print(f"{args.org}: no active registration", file=sys.stderr)
+        return 1
+    print(f"revoked {args.org}")
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    OrgKeys.load(settings.node.key_file)  # the key file must exist and parse
+    print(json.dumps(settings.redacted(), indent=2))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+        if v is not None
+    }
+    if overrides:
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update=overrides)})
+    _setup_logging(settings.node.log_level)
+
+    async def run() -> None:
+        server = HubServer(build_hub(settings))
+        await server.start()
+        http = settings.http
+        print(
+            f"hub {settings.node.org} serving on http://{http.host}:{http.port}"
+            + (f" (metrics on :{http.metrics_port})" if http.metrics_port else ""),
+            flush=True,
+        )
+        await wait_for_signal()
+        await server.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    _setup_logging("warning")
+    return asyncio.run(run_demo(args.dir, args.base_port, scenario=not args.no_scenario))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "init-hub": _cmd_init_hub,
+        "keys": _cmd_keys_generate,
+        "partner": _cmd_partner,
+        "config": _cmd_config_check,
+        "serve": _cmd_serve,
+        "demo": _cmd_demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"zvh-gateway: {exc}", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        logging.getLogger(__name__).debug("command failed", exc_info=True)
+        print(f"zvh-gateway: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,155 @@
+"""Node configuration: one TOML file per node -> a frozen, validated `Settings`.
+
+Relative paths in the file are resolved against the file's own folder, so a node
+directory can be moved as a whole. `redacted()` is what `config check` prints:
+secrets never leave this module in clear text.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+
+from gateway.errors import ConfigError
+
+REDACTED = "**redacted**"
+DEFAULT_THEMES = (
+    "huiselijk-geweld",
+    "verward-gedrag",
+    "radicalisering",
+    "re-integratie",
+    "jeugd-groepen",
+    "zsm-advies",
+)
+
+OrgId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeSettings(_Section):
+    role: Literal["hub"] = "hub"
+    org: OrgId
+    key_file: Path
+    database: Path
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # The authority clients sign (`@authority`, RFC 9421). Never taken from Host alone.
+    public_authority: str | None = None
+    scheme: Literal["http", "https"] = "http"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Port | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+class HubSettings(_Section):
+    themes: tuple[str, ...] = DEFAULT_THEMES
+    clock_skew_s: Annotated[int, Field(ge=1, le=3600)] = 300
+    nonce_window_s: Annotated[int, Field(ge=60, le=86400)] = 600
+    inbox_visibility_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    inbox_max_wait_s: Annotated[int, Field(ge=0, le=120)] = 30
+    write_batch_max: Annotated[int, Field(ge=1, le=10_000)] = 512
+    directory_refresh_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Reserved for the review pages (session cookies); redacted by `config check`.
+    session_secret: SecretStr | None = None
+
+
+class Settings(_Section):
+    node: NodeSettings
+    http: HttpSettings = HttpSettings()
+    hub: HubSettings = HubSettings()
+    source: Path | None = None
+
+    @property
+    def authority(self) -> str:
+        """The normalised public authority that request signatures must name."""
+        raw = self.http.public_authority or f"{self.http.host}:{self.http.port}"
+        host, _, port = raw.lower().rpartition(":")
+        default = "443" if self.http.scheme == "https" else "80"
+        if host and port == default:
+            return host
+        return raw.lower()
+
+    def redacted(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        if data["hub"].get("session_secret") is not None:
+            data["hub"]["session_secret"] = REDACTED
+        data["authority"] = self.authority
+        return data
+
+
+def _resolve(base: Path, value: Any) -> Any:
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        return str((base / value).resolve())
+    return value
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a node's TOML file; ConfigError names the field that is wrong."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {file}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    node = raw.get("node")
+    if isinstance(node, dict):
+        for key in ("key_file", "database"):
+            if key in node:
+                node[key] = _resolve(file.parent.resolve(), node[key])
+    try:
+        return Settings.model_validate({**raw, "source": str(file.resolve())})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{file}: {problems}") from exc
+
+
+def render_hub_config(
+    *, org: str, host: str = "127.0.0.1", port: int = 8080, metrics_port: int | None = None
+) -> str:
+    """The documented TOML that `init-hub` writes."""
+    metrics = (
+        f"metrics_port = {metrics_port}\n"
+        if metrics_port is not None
+        else "# metrics_port = 9080\n"
+    )
+    return f"""# zvh-gateway hub configuration (see docs/operations.md).
+# Relative paths are relative to this file.
+
+[node]
+role = "hub"
+org = "{org}"                      # this hub's organisation id (PROTOCOL §1)
+key_file = "keys/{org}.key.json"   # Ed25519 + X25519 private keys, mode 0600
+database = "hub.sqlite3"           # embedded SQLite (WAL, synchronous=FULL)
+log_level = "info"
+
+[http]
+host = "{host}"
+port = {port}
+# public_authority = "zvh.example.nl"   # what partners sign as @authority; default host:port
+scheme = "http"
+metrics_host = "127.0.0.1"
+{metrics}max_body_bytes = 4194304
+
+[hub]
+clock_skew_s = 300                 # PROTOCOL §2: `created` at most this far from our clock
+nonce_window_s = 600               # replay cache window (survives restarts)
+inbox_visibility_timeout_s = 30    # an unacknowledged message is redelivered after this
+inbox_max_wait_s = 30              # longest long-poll
+"""

@@ -1,0 +1,132 @@
+"""Wire models: what crosses the trust boundary as JSON (PROTOCOL §3-§7).
+
+Pydantic v2, strict and `extra="forbid"` everywhere, so a misspelt field is a 400
+and never silently ignored. Only the web layer and the client library validate
+with these; inside the hub the services work with frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ORG_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
+REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+OrgId = Annotated[str, StringConstraints(pattern=ORG_PATTERN)]
+CaseRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
+SubjectRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
+ExchangeId = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
+Pid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+Kid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+B64u = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*$", max_length=16_777_216)]
+Theme = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+EpochMs = Annotated[int, Field(ge=0, le=10**15)]
+
+
+class Role(StrEnum):
+    HUB = "hub"
+    ZVH = "zvh"
+    PARTNER = "partner"
+    INCIDENTAL = "incidental"
+
+
+class Domain(StrEnum):
+    ZORG = "zorg"
+    STRAF = "straf"
+    BESTUUR = "bestuur"
+    JEUGD = "jeugd"
+    SOCIAAL = "sociaal"
+
+
+class OrgStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class EnvelopeKind(StrEnum):
+    DAT_REQUEST = "dat-request"
+    DAT_ANSWER = "dat-answer"
+    WAT_REQUEST = "wat-request"
+    WAT_ANSWER = "wat-answer"
+    MESSAGE = "message"
+    REFERRAL = "referral"
+
+
+class Decision(StrEnum):
+    KNOWN = "known"
+    NOT_KNOWN = "not-known"
+    RELEASE = "release"
+    PARTIAL = "partial"
+    REFUSE = "refuse"
+
+
+DAT_DECISIONS = frozenset({Decision.KNOWN, Decision.NOT_KNOWN})
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Envelope(WireModel):
+    """PROTOCOL §4. Field order here is the wire order."""
+
+    v: Literal[1]
+    suite: Literal["hpke-base-x25519-sha256-chacha20poly1305"]
+    kind: EnvelopeKind
+    exchange_id: ExchangeId
+    case_ref: Annotated[str, StringConstraints(max_length=64)]
+    subject_ref: Annotated[str, StringConstraints(max_length=64)]
+    sender: OrgId
+    sender_kid: Kid
+    recipient: OrgId
+    recipient_kid: Kid
+    created_ms: EpochMs
+    enc: B64u
+    ct: B64u
+    sig: B64u
+
+
+class SubjectIn(WireModel):
+    subject_ref: SubjectRef
+    pid: Pid
+
+
+class CaseCreate(WireModel):
+    case_ref: CaseRef
+    theme: Theme
+    subjects: Annotated[list[SubjectIn], Field(min_length=1, max_length=32)]
+    participants: Annotated[list[OrgId], Field(max_length=128)]
+
+
+class ParticipantAdd(WireModel):
+    org: OrgId
+
+
+class Empty(WireModel):
+    """POST endpoints that take no fields are sent `{}` (PROTOCOL §2)."""
+
+
+class DatRequest(WireModel):
+    case_ref: CaseRef
+    subject_ref: SubjectRef
+    envelopes: Annotated[list[Envelope], Field(min_length=1, max_length=64)]
+
+
+class Answer(WireModel):
+    decision: Decision
+    reason_code: ReasonCode | None = None
+    envelope: Envelope | None = None
+
+
+class AckBatch(WireModel):
+    message_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=1000)]

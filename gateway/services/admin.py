@@ -1,0 +1,137 @@
+"""Offline administration of a hub: initialise it, and manage its directory.
+
+These run from the CLI, beside or without a running hub. Every change to the
+directory is also a ledger entry, so an auditor can see which key was valid when.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.clock import Clock
+from gateway.config import Settings, render_hub_config
+from gateway.crypto.keys import OrgKeys, PublicKeys, kid_of
+from gateway.errors import ConfigError
+from gateway.storage import stores
+from gateway.storage.database import offline_transaction
+from gateway.storage.records import OrgRecord
+
+
+@dataclass(frozen=True, slots=True)
+class HubPaths:
+    config: Path
+    key_file: Path
+    database: Path
+
+
+def init_hub(
+    directory: Path,
+    org: str,
+    clock: Clock,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    metrics_port: int | None = None,
+) -> HubPaths:
+    """Create DIR/hub.toml, DIR/keys/<org>.key.json (0600) and an empty database."""
+    config = directory / "hub.toml"
+    if config.exists():
+        raise ConfigError(f"{config} exists already; refusing to overwrite a hub")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys").mkdir(mode=0o700, exist_ok=True)
+    keys = OrgKeys.generate(org)
+    key_file = directory / "keys" / f"{org}.key.json"
+    keys.save(key_file)
+    config.write_text(
+        render_hub_config(org=org, host=host, port=port, metrics_port=metrics_port),
+        encoding="utf-8",
+    )
+    os.chmod(config, 0o640)
+    database = directory / "hub.sqlite3"
+    now = clock.now_ms()
+    with offline_transaction(database) as tx:
+        stores.upsert_org(
+            tx,
+            OrgRecord(
+                org=org,
+                role="hub",
+                domain=None,
+                name=org,
+                signing_key=keys.signing_key,
+                signing_kid=keys.signing_kid,
+                encryption_key=keys.encryption_key,
+                encryption_kid=keys.encryption_kid,
+                status="active",
+                valid_until_ms=None,
+                created_ms=now,
+                revoked_ms=None,
+            ),
+        )
+        tx.append_ledger(
+            "hub-initialised", now, {"hub": org, "signing_kid": keys.signing_kid}, (org,)
+        )
+    return HubPaths(config, key_file, database)
+
+
+def add_partner(
+    settings: Settings,
+    clock: Clock,
+    *,
+    public: PublicKeys,
+    role: str,
+    domain: str | None,
+    name: str | None,
+    valid_until_ms: int | None = None,
+) -> OrgRecord:
+    if role not in ("zvh", "partner", "incidental"):
+        raise ConfigError(f"role must be zvh, partner or incidental, not {role!r}")
+    now = clock.now_ms()
+    rec = OrgRecord(
+        org=public.org,
+        role=role,
+        domain=domain,
+        name=name or public.org,
+        signing_key=public.signing_key,
+        signing_kid=kid_of(public.signing_key),
+        encryption_key=public.encryption_key,
+        encryption_kid=kid_of(public.encryption_key),
+        status="active",
+        valid_until_ms=valid_until_ms,
+        created_ms=now,
+        revoked_ms=None,
+    )
+    with offline_transaction(settings.node.database) as tx:
+        existing = {o.org: o for o in stores.list_orgs(tx)}.get(public.org)
+        if existing is not None and existing.role == "hub":
+            raise ConfigError(f"{public.org} is the hub itself")
+        stores.upsert_org(tx, rec)
+        tx.append_ledger(
+            "org-registered" if existing is None else "org-keys-changed",
+            now,
+            {
+                "org": rec.org,
+                "role": role,
+                "domain": domain,
+                "signing_kid": rec.signing_kid,
+                "encryption_kid": rec.encryption_kid,
+                "valid_until_ms": valid_until_ms,
+            },
+            (rec.org,),
+        )
+    return rec
+
+
+def list_partners(settings: Settings) -> list[OrgRecord]:
+    with offline_transaction(settings.node.database) as tx:
+        return stores.list_orgs(tx)
+
+
+def revoke_partner(settings: Settings, clock: Clock, org: str) -> bool:
+    now = clock.now_ms()
+    with offline_transaction(settings.node.database) as tx:
+        changed = stores.revoke_org(tx, org, now)
+        if changed:
+            tx.append_ledger("org-revoked", now, {"org": org}, (org,))
+    return changed

@@ -1,0 +1,139 @@
+"""Per-organisation store-and-forward inbox: long-poll fetch, leases, acks.
+
+Messages are durable rows (written in the same job as the step that created
+them). Leases are in memory on purpose: a fetched but unacknowledged message is
+hidden for the visibility timeout and then delivered again; after a crash every
+unacknowledged message is simply visible again (at-least-once; an ack makes it
+exactly-once from the partner's point of view).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.errors import NotFound
+from gateway.services.auth import RequestAuth
+from gateway.storage import stores
+from gateway.storage.database import Database, Tx
+from gateway.storage.records import InboxMessage
+
+
+class Waiters:
+    """Long-poll wake-ups, per organisation. Runs on the event loop only."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def add(self, org: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(org, set()).add(fut)
+        return fut
+
+    def discard(self, org: str, fut: asyncio.Future[None]) -> None:
+        waiting = self._waiting.get(org)
+        if waiting is not None:
+            waiting.discard(fut)
+            if not waiting:
+                del self._waiting[org]
+
+    def notify(self, org: str) -> None:
+        for fut in self._waiting.pop(org, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def wake_all(self) -> None:
+        for org in list(self._waiting):
+            self.notify(org)
+
+
+def message_json(msg: InboxMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "message_id": msg.message_id,
+        "kind": msg.kind,
+        "exchange_id": msg.exchange_id,
+        "from": msg.sender,
+        "case_ref": msg.case_ref,
+        "subject_ref": msg.subject_ref,
+    }
+    if msg.decision is not None:
+        out["decision"] = msg.decision
+    if msg.reason_code is not None:
+        out["reason_code"] = msg.reason_code
+    if msg.envelope is not None:
+        out["envelope"] = json.loads(msg.envelope)
+    return out
+
+
+def _pending(tx: Tx, *, org: str, limit: int, leased: list[int]) -> list[InboxMessage]:
+    return stores.pending_messages(tx, org, limit, leased)
+
+
+class InboxService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        waiters: Waiters,
+        *,
+        visibility_s: float = 30.0,
+        max_wait_s: int = 30,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._waiters = waiters
+        self._visibility_s = visibility_s
+        self.max_wait_s = max_wait_s
+        self._leases: dict[str, dict[int, float]] = {}
+
+    def _active_leases(self, org: str) -> dict[int, float]:
+        leases = self._leases.setdefault(org, {})
+        now = self._clock.monotonic()
+        for mid in [m for m, until in leases.items() if until <= now]:
+            del leases[mid]
+        return leases
+
+    async def fetch(self, auth: RequestAuth, *, wait_s: float, limit: int) -> list[dict[str, Any]]:
+        org = auth.org
+        deadline = self._clock.monotonic() + min(wait_s, self.max_wait_s)
+        while True:
+            # Register before reading, so a message committed in between still wakes us.
+            waiter = self._waiters.add(org)
+            try:
+                leased = list(self._active_leases(org))
+                found = await self._db.read(
+                    "inbox_fetch", functools.partial(_pending, org=org, limit=limit, leased=leased)
+                )
+                # Another poll of the same organisation may have leased some meanwhile.
+                leases = self._active_leases(org)
+                fresh = [m for m in found if m.message_id not in leases]
+                remaining = deadline - self._clock.monotonic()
+                if fresh or remaining <= 0:
+                    until = self._clock.monotonic() + self._visibility_s
+                    for m in fresh:
+                        leases[m.message_id] = until
+                    return [message_json(m) for m in fresh]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter), timeout=remaining)
+            finally:
+                self._waiters.discard(org, waiter)
+
+    async def ack(self, auth: RequestAuth, message_ids: list[int], *, strict: bool) -> list[int]:
+        now = self._clock.now_ms()
+
+        def job(tx: Tx) -> list[int]:
+            auth.persist(tx)
+            found = stores.ack_messages(tx, auth.org, message_ids, now)
+            if strict and len(found) != len(message_ids):
+                raise NotFound("Unknown message.")
+            return found
+
+        acked = await self._db.write("inbox_ack", job)
+        leases = self._leases.get(auth.org, {})
+        for mid in acked:
+            leases.pop(mid, None)
+        return acked

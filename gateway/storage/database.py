@@ -1,0 +1,316 @@
+"""The hub's SQLite database: connections, migrations and the group-commit writer.
+
+Owns every connection. One writer connection runs all state changes through a
+single task that batches queued jobs into one transaction (one fsync for many
+requests, `synchronous=FULL`); each job runs in its own SAVEPOINT, so one failing
+job never takes the others down. Callers are answered only after the COMMIT
+returned, which is what makes "acknowledged" mean "durable" (write-ahead).
+
+A job is a plain synchronous function `fn(tx) -> T` that runs on the database
+thread; it must do no network I/O and no heavy CPU work (signatures are checked
+before a job is queued). Reads go through a second, read-only connection, so they
+never wait behind a batch.
+
+Must not: contain business rules (those are in services/ and policy/), or run
+SQLite calls on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import aiosqlite
+
+from gateway.errors import GatewayError
+from gateway.storage.ledger_store import LedgerRef, LedgerWriter
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` on the connection's own thread, as one queued call.
+
+    aiosqlite's public API is one thread hop per statement; a group commit runs many
+    statements per job and many jobs per batch, so it hands the whole batch over at
+    once through the (pinned) library's `_execute`, which every public call uses.
+    """
+    result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+    return result
+
+
+class TxObserver(Protocol):
+    """What the database reports to metrics (names are closed-set labels)."""
+
+    def observe_transaction(self, name: str, seconds: float, ok: bool) -> None: ...
+
+    def observe_batch(self, jobs: int, seconds: float) -> None: ...
+
+
+class StorageError(GatewayError):
+    """The database failed; the request was not made durable."""
+
+
+class Tx:
+    """One job's handle on the open transaction (or on the reader, for reads)."""
+
+    __slots__ = ("_callbacks", "_ledger", "_refs", "conn")
+
+    def __init__(self, conn: sqlite3.Connection, ledger: LedgerWriter | None) -> None:
+        self.conn = conn
+        self._ledger = ledger
+        self._callbacks: list[Callable[[], None]] = []
+        self._refs: list[LedgerRef] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the event loop once this job's batch has committed."""
+        self._callbacks.append(callback)
+
+    def append_ledger(
+        self, entry_type: str, time_ms: int, body: dict[str, Any], actors: tuple[str, ...]
+    ) -> LedgerRef:
+        if self._ledger is None:
+            raise StorageError("ledger appends need a write transaction")
+        ref = self._ledger.append(self.conn, entry_type, time_ms, body, actors)
+        self._refs.append(ref)
+        return ref
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    name: str
+    fn: Callable[[Tx], T]
+    future: asyncio.Future[T]
+    queued: float = field(default_factory=time.monotonic)
+
+
+_STOP = object()
+
+
+class Database:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_max: int = 512,
+        observer: TxObserver | None = None,
+    ) -> None:
+        self.path = path
+        self._batch_max = batch_max
+        self._observer = observer
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.ledger = LedgerWriter()
+        self._ledger_listeners: list[Callable[[list[LedgerRef]], None]] = []
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        await _on_thread(self._writer, _configure_writer, self._writer._conn)
+        await _on_thread(self._writer, migrate, self._writer._conn)
+        await _on_thread(self._writer, self.ledger.load, self._writer._conn)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await _on_thread(self._reader, _configure_reader, self._reader._conn)
+        self._task = asyncio.create_task(self._run(), name="db-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._queue.put_nowait(_STOP)
+            await self._task
+            self._task = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    def add_ledger_listener(self, listener: Callable[[list[LedgerRef]], None]) -> None:
+        """Called on the event loop with the refs of every committed batch, in order."""
+        self._ledger_listeners.append(listener)
+
+    # -- the two ways in -------------------------------------------------
+
+    async def write(self, name: str, fn: Callable[[Tx], T]) -> T:
+        """Queue `fn` for the next group commit; returns once it is durable."""
+        if self._task is None:
+            raise StorageError("database is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(name, fn, future))
+        return await future
+
+    async def read(self, name: str, fn: Callable[[Tx], T]) -> T:
+        if self._reader is None:
+            raise StorageError("database is not open")
+        start = time.monotonic()
+        reader = self._reader
+        ok = False
+        try:
+            result: T = await _on_thread(reader, lambda: fn(Tx(reader._conn, None)))
+            ok = True
+            return result
+        finally:
+            if self._observer is not None:
+                self._observer.observe_transaction(name, time.monotonic() - start, ok)
+
+    # -- the writer ------------------------------------------------------
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Job[Any]] = [first]
+            while len(batch) < self._batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Job[Any]]) -> None:
+        assert self._writer is not None
+        writer = self._writer
+        start = time.monotonic()
+        try:
+            outcomes = await _on_thread(writer, self._run_batch, writer._conn, batch)
+        except Exception as exc:  # the COMMIT itself failed: nothing in the batch is durable
+            log.error(
+                "group commit failed", extra={"jobs": len(batch), "error": type(exc).__name__}
+            )
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(StorageError("the database write failed"))
+            return
+        elapsed = time.monotonic() - start
+        refs: list[LedgerRef] = []
+        for job, (ok, value, tx) in zip(batch, outcomes, strict=True):
+            if self._observer is not None:
+                self._observer.observe_transaction(job.name, time.monotonic() - job.queued, ok)
+            if ok:
+                refs.extend(tx._refs)
+                for callback in tx._callbacks:
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("post-commit callback failed", extra={"tx": job.name})
+                if not job.future.done():
+                    job.future.set_result(value)
+            elif not job.future.done():
+                job.future.set_exception(value)
+        if refs:
+            for listener in self._ledger_listeners:
+                listener(refs)
+        if self._observer is not None:
+            self._observer.observe_batch(len(batch), elapsed)
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Job[Any]]
+    ) -> list[tuple[bool, Any, Tx]]:
+        """Runs on the database thread: one transaction, a savepoint per job."""
+        outcomes: list[tuple[bool, Any, Tx]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        # Re-read the size under the write lock: an offline tool (the admin CLI) may
+        # have appended while we were idle, and indexes must stay gap-free.
+        self.ledger.load(conn)
+        batch_mark = self.ledger.mark()
+        try:
+            for job in batch:
+                mark = self.ledger.mark()
+                conn.execute("SAVEPOINT job")
+                tx = Tx(conn, self.ledger)
+                try:
+                    value = job.fn(tx)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    self.ledger.reset(mark)
+                    outcomes.append((False, exc, tx))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((True, value, tx))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.ledger.reset(batch_mark)
+            raise
+        return outcomes
+
+
+def _configure_writer(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: the WAL is fsynced at every COMMIT, so an acknowledged entry survives power loss.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+
+
+def _configure_reader(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA query_only=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the numbered, forward-only migrations that are newer than the file."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    files = sorted(
+        (
+            f
+            for f in resources.files("gateway.storage").joinpath("migrations").iterdir()
+            if f.name.endswith(".sql")
+        ),
+        key=lambda f: f.name,
+    )
+    for file in files:
+        number = int(file.name.split("_", 1)[0])
+        if number <= current:
+            continue
+        script = file.read_text(encoding="utf-8")
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        current = number
+    return current
+
+
+def open_sync(path: Path) -> sqlite3.Connection:
+    """A plain connection for the offline CLI tools (never used inside the event loop)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    _configure_writer(conn)
+    migrate(conn)
+    return conn
+
+
+@contextlib.contextmanager
+def offline_transaction(path: Path) -> Iterator[Tx]:
+    """One write transaction for an offline tool; safe while the hub is serving
+    (SQLite's write lock serialises it with the hub's group commits)."""
+    conn = open_sync(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        ledger = LedgerWriter()
+        ledger.load(conn)
+        try:
+            yield Tx(conn, ledger)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

@@ -1,0 +1,217 @@
+"""The hub's composition root and server lifecycle.
+
+`build_hub` wires real stores, services and the clock into one `Hub`; the aiohttp
+application owns its lifecycle through a cleanup context (open the database, load
+the directory and the replay cache, start the background tasks; on shutdown stop
+them, wake long-polls and close the database). `HubServer` runs the API and the
+metrics listener and stops gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.clock import Clock, SystemClock
+from gateway.config import Settings
+from gateway.crypto.keys import OrgKeys
+from gateway.errors import ConfigError
+from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.services.auth import Authenticator, ReplayCache
+from gateway.services.cases import CaseService
+from gateway.services.directory import Directory
+from gateway.services.exchange import ExchangeService
+from gateway.services.inbox import InboxService, Waiters
+from gateway.storage import stores
+from gateway.storage.database import Database, Tx
+from gateway.storage.records import OrgRecord
+from gateway.web import middleware
+from gateway.web.hub_routes import routes
+from gateway.web.state import HUB, Hub
+
+log = logging.getLogger(__name__)
+
+
+def build_hub(
+    settings: Settings, *, clock: Clock | None = None, metrics: Metrics | None = None
+) -> Hub:
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics("hub")
+    keys = OrgKeys.load(settings.node.key_file)
+    if keys.org != settings.node.org:
+        raise ConfigError(
+            f"key file {settings.node.key_file} is for {keys.org!r}, not {settings.node.org!r}"
+        )
+    db = Database(settings.node.database, batch_max=settings.hub.write_batch_max, observer=metrics)
+    directory = Directory(db, clock, refresh_s=settings.hub.directory_refresh_s)
+    replay = ReplayCache()
+    waiters = Waiters()
+    return Hub(
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        keys=keys,
+        db=db,
+        directory=directory,
+        replay=replay,
+        authenticator=Authenticator(
+            directory,
+            replay,
+            clock,
+            authority=settings.authority,
+            skew_s=settings.hub.clock_skew_s,
+            window_s=settings.hub.nonce_window_s,
+        ),
+        waiters=waiters,
+        cases=CaseService(db, directory, clock, settings.hub.themes),
+        exchanges=ExchangeService(db, directory, clock, waiters.notify),
+        inbox=InboxService(
+            db,
+            clock,
+            waiters,
+            visibility_s=settings.hub.inbox_visibility_timeout_s,
+            max_wait_s=settings.hub.inbox_max_wait_s,
+        ),
+    )
+
+
+def hub_record(keys: OrgKeys, now_ms: int) -> OrgRecord:
+    return OrgRecord(
+        org=keys.org,
+        role="hub",
+        domain=None,
+        name=keys.org,
+        signing_key=keys.signing_key,
+        signing_kid=keys.signing_kid,
+        encryption_key=keys.encryption_key,
+        encryption_kid=keys.encryption_kid,
+        status="active",
+        valid_until_ms=None,
+        created_ms=now_ms,
+        revoked_ms=None,
+    )
+
+
+def _prune(tx: Tx, *, now_ms: int, acked_before_ms: int) -> None:
+    stores.prune(tx, now_ms, acked_before_ms)
+
+
+async def _maintenance(hub: Hub) -> None:
+    """Prune expired nonces and old acknowledged messages; publish backlog gauges."""
+    while True:
+        await asyncio.sleep(10)
+        now = hub.clock.now_ms()
+        try:
+            hub.replay.prune(now)
+            await hub.db.write(
+                "prune", functools.partial(_prune, now_ms=now, acked_before_ms=now - 86_400_000)
+            )
+            backlog = await hub.db.read("inbox_backlog", stores.inbox_backlog)
+            known = set(hub.directory.orgs)
+            for org in known:
+                count, oldest = backlog.get(org, (0, now))
+                hub.metrics.inbox_backlog.labels(org).set(count)
+                hub.metrics.inbox_oldest_age.labels(org).set(max(0, now - oldest) / 1000)
+        except Exception:
+            log.exception("maintenance failed")
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    await hub.db.open()
+    now = hub.clock.now_ms()
+
+    def ensure_self(tx: Tx) -> None:
+        current = {o.org: o for o in stores.list_orgs(tx)}.get(hub.keys.org)
+        if (
+            current is None
+            or current.signing_key != hub.keys.signing_key
+            or current.encryption_key != hub.keys.encryption_key
+        ):
+            stores.upsert_org(tx, hub_record(hub.keys, now))
+
+    await hub.db.write("hub_self", ensure_self)
+    await hub.directory.reload(force=True)
+    nonces = await hub.db.read("nonces_load", lambda tx: stores.active_nonces(tx, now))
+    hub.replay.load(nonces)
+    hub.db.add_ledger_listener(lambda refs: hub.metrics.ledger_size.set(refs[-1].index + 1))
+    hub.metrics.ledger_size.set(hub.db.ledger.size)
+    tasks = [
+        asyncio.create_task(hub.directory.run_refresher(), name="directory-refresh"),
+        asyncio.create_task(_maintenance(hub), name="maintenance"),
+    ]
+    hub.ready = True
+    log.info("hub ready", extra={"org": hub.keys.org, "ledger_size": hub.db.ledger.size})
+    try:
+        yield
+    finally:
+        hub.ready = False
+        hub.waiters.wake_all()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await hub.db.close()
+        log.info("hub stopped", extra={"org": hub.keys.org})
+
+
+def make_app(hub: Hub) -> web.Application:
+    app = web.Application(
+        client_max_size=hub.settings.http.max_body_bytes,
+        middlewares=[middleware.problems, middleware.metrics, middleware.authenticate],
+    )
+    app[HUB] = hub
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+def make_metrics_app(hub: Hub) -> web.Application:
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(body=hub.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        return web.json_response({"ready": hub.ready}, status=200 if hub.ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+class HubServer:
+    """Runs one hub on its API port (and its metrics port) until stopped."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        http = self.hub.settings.http
+        runner = web.AppRunner(
+            make_app(self.hub), access_log=None, shutdown_timeout=http.shutdown_timeout_s
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, http.host, http.port).start()
+        if http.metrics_port is not None:
+            mrunner = web.AppRunner(make_metrics_app(self.hub), access_log=None)
+            await mrunner.setup()
+            self._runners.append(mrunner)
+            await web.TCPSite(mrunner, http.metrics_host, http.metrics_port).start()
+
+    async def stop(self) -> None:
+        # The metrics listener last, so a scrape can still see the shutdown.
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()

@@ -1,0 +1,136 @@
+"""The only place where errors become HTTP responses (RFC 9457), plus request
+authentication and per-route metrics.
+
+A partner never sees an internal reason: 401s are one opaque problem, 500s say
+nothing but "internal error", and no library message or partner error body is
+forwarded. Problem bodies never echo request values (they may hold personal data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import ProblemError, RateLimited, Unauthenticated
+from gateway.web.state import AUTH, BODY, HUB
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PREFIXES = ("/api/v1/ledger/checkpoint", "/api/v1/ledger/proofs/")
+PROBLEM_TYPE = "urn:zvh-gateway:problem:"
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if extra:
+        body.update(extra)
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+def render_problem(exc: ProblemError) -> web.Response:
+    extra = dict(exc.extra())
+    if exc.ledger is not None:
+        extra["ledger"] = exc.ledger
+    response = problem_response(exc.status, exc.code, exc.title, exc.detail, extra)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+_HTTP_CODES = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProblemError as exc:
+        if isinstance(exc, Unauthenticated):
+            log.info(
+                "request not authenticated", extra={"reason": exc.reason, "route": _route(request)}
+            )
+        return render_problem(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http-error")
+        return problem_response(exc.status, code, exc.reason, exc.reason)
+    except Exception:
+        log.exception("unhandled error", extra={"route": _route(request)})
+        return problem_response(
+            500, "internal-error", "Internal error", "The hub could not handle this request."
+        )
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        m = request.app[HUB].metrics
+        route = _route(request)
+        m.http_requests.labels(route, request.method, str(status)).inc()
+        m.http_latency.labels(route, request.method).observe(time.monotonic() - start)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if not path.startswith("/api/v1/") or path.startswith(PUBLIC_PREFIXES):
+        return await handler(request)
+    hub = request.app[HUB]
+    body = await request.read()
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    headers = request.headers
+
+    def joined(name: str) -> str | None:
+        values = headers.getall(name, [])
+        return ", ".join(values) if values else None
+
+    try:
+        auth = await hub.authenticator.authenticate(
+            method=request.method,
+            path=raw_path,
+            query=raw_query,
+            body=body,
+            signature_input=joined("Signature-Input"),
+            signature=joined("Signature"),
+            content_digest=joined("Content-Digest"),
+            content_type=joined("Content-Type"),
+        )
+    except ProblemError as exc:
+        hub.metrics.auth_failures.labels(exc.code).inc()
+        raise
+    request[AUTH] = auth
+    request[BODY] = body
+    if request.method == "GET":
+        # Reads (long polls above all) make their nonce durable first.
+        await hub.db.write("nonce", auth.persist)
+    try:
+        return await handler(request)
+    finally:
+        if not auth.persisted:
+            await hub.db.write("nonce", auth.persist)

@@ -1,0 +1,49 @@
+"""Typed application and request state keys (aiohttp `AppKey`), and the hub's parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.crypto.keys import OrgKeys
+from gateway.metrics import Metrics
+from gateway.services.auth import Authenticator, ReplayCache, RequestAuth
+from gateway.services.cases import CaseService
+from gateway.services.directory import Directory
+from gateway.services.exchange import ExchangeService
+from gateway.services.inbox import InboxService, Waiters
+from gateway.storage.database import Database
+
+
+@dataclass(slots=True)
+class Hub:
+    """Everything one hub process wires together (built by the composition root)."""
+
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    keys: OrgKeys
+    db: Database
+    directory: Directory
+    replay: ReplayCache
+    authenticator: Authenticator
+    waiters: Waiters
+    cases: CaseService
+    exchanges: ExchangeService
+    inbox: InboxService
+    ready: bool = False
+
+
+HUB = web.AppKey("hub", Hub)
+AUTH = "zvh.auth"
+BODY = "zvh.body"
+
+
+def auth_of(request: web.Request) -> RequestAuth:
+    auth = request.get(AUTH)
+    if not isinstance(auth, RequestAuth):  # a route outside the signed API asked for it
+        raise RuntimeError("request is not authenticated")
+    return auth
