@@ -38,12 +38,12 @@ class Hub:
 
 
 HUB = web.AppKey("hub", Hub)
-AUTH = "zvh.auth"
-BODY = "zvh.body"
+AUTH = web.RequestKey("auth", RequestAuth)
+BODY = web.RequestKey("body", bytes)
 
 
 def auth_of(request: web.Request) -> RequestAuth:
-    auth = request.get(AUTH)
-    if not isinstance(auth, RequestAuth):  # a route outside the signed API asked for it
+    auth: RequestAuth | None = request.get(AUTH)
+    if auth is None:  # a route outside the signed API asked for it
         raise RuntimeError("request is not authenticated")
     return auth
