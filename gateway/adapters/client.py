@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from gateway.crypto.envelope import open_envelope, seal
 from gateway.crypto.httpsig import normalise_authority, sign_request
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import EnvelopeError, GatewayError
+
+log = logging.getLogger(__name__)
 
 
 class HubError(GatewayError):
@@ -60,6 +63,8 @@ class Received:
     subject_ref: str
     decision: str | None
     body: dict[str, Any] | None
+    # Set when the envelope failed its checks; such a message must not be acted on.
+    error: str | None = None
 
 
 class HubClient:
@@ -281,7 +286,26 @@ class HubClient:
 
     async def fetch(self, *, wait: int = 0, limit: int = 100) -> list[Received]:
         data = await self.call("GET", "/api/v1/inbox", query={"wait": wait, "limit": limit})
-        return [await self.open(m) for m in data["messages"]]
+        out = []
+        for m in data["messages"]:
+            try:
+                out.append(await self.open(m))
+            except (EnvelopeError, KeyError, TypeError, ValueError):
+                # One bad item must not block the inbox: hand it over marked, never opened.
+                out.append(
+                    Received(
+                        message_id=int(m.get("message_id", 0)),
+                        kind=str(m.get("kind")),
+                        exchange_id=m.get("exchange_id"),
+                        sender=str(m.get("from")),
+                        case_ref=str(m.get("case_ref")),
+                        subject_ref=str(m.get("subject_ref")),
+                        decision=m.get("decision"),
+                        body=None,
+                        error="invalid-envelope",
+                    )
+                )
+        return out
 
     async def open(self, message: Mapping[str, Any]) -> Received:
         """Open a message's envelope after checking the hub's labels against it."""
@@ -336,7 +360,13 @@ class HubClient:
                 continue
             done: list[int] = []
             for msg in messages:
-                await handle(msg)
+                if msg.error is None:
+                    await handle(msg)
+                else:
+                    log.warning(
+                        "dropped an inbox item that failed its checks",
+                        extra={"kind": msg.kind, "from": msg.sender, "error": msg.error},
+                    )
                 done.append(msg.message_id)
             if done:
                 await self.ack(done)
