@@ -1,0 +1,88 @@
+"""Canonical JSON (RFC 8785, JCS): the only byte form of JSON that is signed or hashed.
+
+Owns the rule that signed JSON never holds a float (times are integer milliseconds), so
+that no two implementations can disagree about a number's spelling. The `rfc8785`
+package is the reference serialiser; the standard library's C encoder is used as a
+fast path only where its output is byte-identical (see `canonical_json`). Must not
+parse JSON, do I/O, or accept anything it cannot serialise exactly (non-str keys,
+sets, bytes, floats, integers beyond 2**53 - 1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+from gateway.crypto.encoding import sha256
+
+__all__ = ["canonical_json", "canonical_sha256"]
+
+# RFC 8785 §3.2.2.3 / I-JSON: integers outside this range are not exact in a double.
+_MAX_SAFE_INT = 2**53 - 1
+
+_FAST = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
+class _Walk:
+    """Validates a value and notes whether the fast path may serialise it."""
+
+    __slots__ = ("ascii_keys",)
+
+    def __init__(self) -> None:
+        self.ascii_keys = True
+
+    def plain(self, value: Any, path: str) -> Any:
+        """`value` as dicts, lists and scalars; ValueError for anything unsignable."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                raise ValueError(f"integer at {path or '$'} beyond 2**53 - 1")
+            return int(value)  # int(): an IntEnum would otherwise print its name
+        if isinstance(value, float):
+            raise ValueError(f"float at {path or '$'}: the protocol never signs floats")
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"non-string key at {path or '$'}")
+                self.ascii_keys = self.ascii_keys and key.isascii()
+                out[key] = self.plain(item, f"{path}.{key}")
+            return out
+        if isinstance(value, list | tuple):
+            return [self.plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        raise ValueError(f"{type(value).__name__} at {path or '$'} is not JSON")
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 bytes of `value`; ValueError for floats, non-str keys or non-JSON types.
+
+    Without floats, JCS differs from `json.dumps(sort_keys=True, ensure_ascii=False,
+    separators=(",", ":"))` only in key order: JCS sorts by UTF-16 code units, Python by
+    code points, which agree whenever every key is ASCII (the protocol's keys are).
+    String escaping is the same in both (only '"', '\\' and U+0000..U+001F, with the
+    same short forms and lowercase \\u00xx). Any other value goes through `rfc8785`.
+    A differential test holds the two paths to identical output.
+    """
+    walk = _Walk()
+    plain = walk.plain(value, "")
+    if walk.ascii_keys:
+        # A lone surrogate passes the encoder but fails here: UnicodeEncodeError is a
+        # ValueError, as rfc8785 would raise.
+        return _FAST.encode(plain).encode("utf-8")
+    return rfc8785.dumps(plain)
+
+
+def _reference_json(value: Any) -> bytes:
+    """`canonical_json` through `rfc8785` only (for the differential test)."""
+    return rfc8785.dumps(_Walk().plain(value, ""))
+
+
+def canonical_sha256(value: Any) -> bytes:
+    """SHA-256 of the canonical JSON of `value`."""
+    return sha256(canonical_json(value))
