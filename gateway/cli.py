@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.adapters import ledger_client
 from gateway.clock import SystemClock
 from gateway.config import load_settings
 from gateway.crypto.encoding import b64u_decode
@@ -23,6 +25,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure
 from gateway.models import Domain
 from gateway.services import admin
+from gateway.services.admin import purge_offline, verify_file
 from gateway.services.directory import org_json
 from gateway.web.hub_app import HubServer, build_hub
 
@@ -53,8 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     add = pa.add_parser("add", help="register an organisation's public keys")
     add.add_argument("--config", required=True, type=Path)
     add.add_argument("--org", required=True)
-    add.add_argument("--signing-key", required=True)
-    add.add_argument("--encryption-key", required=True)
+    add.add_argument(
+        "--signing-key", help="b64u Ed25519 key (write --signing-key=KEY: keys may start with '-')"
+    )
+    add.add_argument("--encryption-key", help="b64u X25519 key (write --encryption-key=KEY)")
+    add.add_argument(
+        "--public-file", type=Path, help="the .pub.json of `keys generate`, instead of the two keys"
+    )
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--domain", choices=[d.value for d in Domain])
     add.add_argument("--name")
@@ -78,11 +86,32 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int)
     sv.add_argument("--metrics-port", type=int)
 
+    _add_ledger(sub)
+
     d = sub.add_parser("demo", help="run a small regional network on loopback")
     d.add_argument("--dir", type=Path, default=Path(".demo"))
     d.add_argument("--base-port", type=int, default=8400)
     d.add_argument("--no-scenario", action="store_true")
     return p
+
+
+def _add_ledger(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lg = sub.add_parser("ledger", help="the exchange ledger").add_subparsers(
+        dest="ledger_cmd", required=True
+    )
+    ver = lg.add_parser("verify", help="verify a ledger database file offline")
+    ver.add_argument("--db", required=True, type=Path)
+    ver.add_argument("--hub-key", required=True, help="the hub's Ed25519 public key (b64u)")
+    ver.add_argument("--hub-org", help="the hub's org id (default: from its checkpoints)")
+    ver.add_argument("--json", action="store_true")
+    pr = lg.add_parser("prove", help="verify a hub's checkpoint and an inclusion proof")
+    pr.add_argument("--url", required=True)
+    pr.add_argument("--index", required=True, type=int)
+    pr.add_argument("--hub-key", required=True)
+    pr.add_argument("--leaf-hash", help="the leaf hash you were given for that index (hex)")
+    pu = lg.add_parser("purge", help="purge what retention allows (see [retention])")
+    pu.add_argument("--config", required=True, type=Path)
+    pu.add_argument("--dry-run", action="store_true")
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -116,6 +145,20 @@ def _cmd_keys_generate(args: argparse.Namespace) -> int:
     print(f"signing_key    {keys.public().to_json()['signing_key']}")
     print(f"encryption_key {keys.public().to_json()['encryption_key']}")
     return 0
+
+
+def _public_keys(args: argparse.Namespace) -> PublicKeys:
+    try:
+        if args.public_file is not None:
+            public = PublicKeys.from_json(json.loads(args.public_file.read_text(encoding="utf-8")))
+            if public.org != args.org:
+                raise ConfigError(f"{args.public_file} is for {public.org}, not {args.org}")
+            return public
+        if args.signing_key is None or args.encryption_key is None:
+            raise ConfigError("give --signing-key and --encryption-key, or --public-file")
+        return PublicKeys(args.org, b64u_decode(args.signing_key), b64u_decode(args.encryption_key))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"bad public keys: {exc}") from exc
 
 
 def _cmd_partner(args: argparse.Namespace) -> int:
@@ -198,6 +241,51 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
+def _hub_key(text: str) -> bytes:
+    try:
+        key = b64u_decode(text)
+    except ValueError as exc:
+        raise ConfigError("--hub-key is not base64url") from exc
+    if len(key) != 32:
+        raise ConfigError("--hub-key must be a 32-byte Ed25519 public key")
+    return key
+
+
+def _cmd_ledger(args: argparse.Namespace) -> int:
+    if args.ledger_cmd == "verify":
+        report = verify_file(args.db, _hub_key(args.hub_key), args.hub_org)
+        if args.json:
+            print(json.dumps(dataclasses.asdict(report), indent=2))
+        elif report.ok:
+            print(
+                f"ledger OK: {report.entries} entries, {report.checkpoints} checkpoints, "
+                f"{report.bodies_checked} bodies checked, {report.purged} purged, "
+                f"{report.uncovered} not yet covered by a checkpoint"
+            )
+        else:
+            print(f"ledger BAD at index {report.first_bad_index}: {report.problem}")
+        return 0 if report.ok else 1
+    if args.ledger_cmd == "prove":
+        result = asyncio.run(
+            ledger_client.prove(
+                args.url, args.index, _hub_key(args.hub_key), expect_leaf_hash=args.leaf_hash
+            )
+        )
+        if result.ok:
+            print(
+                f"entry {result.index} (leaf {result.leaf_hash}) is in the ledger of "
+                f"{result.origin}, signed size {result.size}, root {result.root}"
+            )
+            return 0
+        print(f"NOT proven: {result.problem}")
+        return 1
+    settings = load_settings(args.config)
+    todo = purge_offline(settings, SystemClock(), dry_run=args.dry_run)
+    verb = "would purge" if args.dry_run else "purged"
+    print(f"{verb} {len(todo.entries)} ledger bodies and the data of {len(todo.cases)} cases")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging("warning")
     return asyncio.run(run_demo(args.dir, args.base_port, scenario=not args.no_scenario))
@@ -212,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": _cmd_config_check,
         "serve": _cmd_serve,
         "demo": _cmd_demo,
+        "ledger": _cmd_ledger,
     }
     try:
         return handlers[args.command](args)

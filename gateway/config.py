@@ -61,14 +61,34 @@ class HubSettings(_Section):
     inbox_max_wait_s: Annotated[int, Field(ge=0, le=120)] = 30
     write_batch_max: Annotated[int, Field(ge=1, le=10_000)] = 512
     directory_refresh_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # PROTOCOL §5: every entry is covered by a signed checkpoint within 10 s, and the
+    # hub re-signs at least every 60 s when idle.
+    checkpoint_interval_s: Annotated[float, Field(gt=0, le=10)] = 2.0
+    checkpoint_idle_s: Annotated[float, Field(gt=0, le=60)] = 30.0
     # Reserved for the review pages (session cookies); redacted by `config check`.
     session_secret: SecretStr | None = None
+
+
+class RetentionSettings(_Section):
+    """How long identifying data is kept after a case is closed (afgeschaald).
+
+    No national periods are fixed ("no longer than necessary"); a region sets its own.
+    """
+
+    # Ledger bodies and salts of a closed case's entries, per entry type; the leaf
+    # data stays forever, so proofs keep working after the purge.
+    entry_days: Annotated[int, Field(ge=0, le=36500)] = 730
+    entry_days_by_type: dict[str, Annotated[int, Field(ge=0, le=36500)]] = {}
+    # The case's pids, exchange records and inbox leftovers at the hub.
+    case_data_days: Annotated[int, Field(ge=0, le=36500)] = 30
+    purge_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
 class Settings(_Section):
     node: NodeSettings
     http: HttpSettings = HttpSettings()
     hub: HubSettings = HubSettings()
+    retention: RetentionSettings = RetentionSettings()
     source: Path | None = None
 
     @property
@@ -152,4 +172,12 @@ clock_skew_s = 300                 # PROTOCOL §2: `created` at most this far fr
 nonce_window_s = 600               # replay cache window (survives restarts)
 inbox_visibility_timeout_s = 30    # an unacknowledged message is redelivered after this
 inbox_max_wait_s = 30              # longest long-poll
+checkpoint_interval_s = 2.0        # sign a checkpoint at most this long after appends (<= 10)
+checkpoint_idle_s = 30.0           # re-sign at least this often when idle (<= 60)
+
+[retention]                        # counted from the closure of a case
+entry_days = 730                   # ledger bodies and salts of the case's entries
+# entry_days_by_type = {{ "dat-request" = 365 }}
+case_data_days = 30                # pids, exchange records, inbox leftovers
+purge_interval_s = 3600
 """

@@ -36,7 +36,9 @@ def test_config_check_prints_redacted_config(
 ) -> None:
     main(["init-hub", "--dir", str(tmp_path), "--org", "hub-x"])
     config = tmp_path / "hub.toml"
-    config.write_text(config.read_text() + 'session_secret = "hunter2-very-secret"\n')
+    config.write_text(
+        config.read_text().replace("[hub]\n", '[hub]\nsession_secret = "hunter2-very-secret"\n')
+    )
     capsys.readouterr()
     assert main(["config", "check", "--config", str(config)]) == 0
     out = capsys.readouterr().out
@@ -87,10 +89,9 @@ def test_keys_and_partner_admin(tmp_path: Path, capsys: pytest.CaptureFixture[st
         config,
         "--org",
         "politie-x",
-        "--signing-key",
-        pub["signing_key"],
-        "--encryption-key",
-        pub["encryption_key"],
+        # b64u keys may start with "-": the =-form keeps argparse from reading an option.
+        f"--signing-key={pub['signing_key']}",
+        f"--encryption-key={pub['encryption_key']}",
         "--role",
         "partner",
         "--domain",
@@ -107,7 +108,7 @@ def test_keys_and_partner_admin(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert listed["hub-x"]["role"] == "hub"
     assert main(["partner", "revoke", "--config", config, "--org", "politie-x"]) == 0
     assert main(["partner", "revoke", "--config", config, "--org", "politie-x"]) == 1
-    bad = [*args[:7], "not-base64!", *args[8:]]
+    bad = [*args[:6], "--signing-key=not-base64!", *args[7:]]
     assert main(bad) == 2
 
 
@@ -194,3 +195,15 @@ def test_demo_no_scenario_writes_network_and_stops(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_partner_add_from_public_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["init-hub", "--dir", str(tmp_path / "h"), "--org", "hub-x"])
+    config = str(tmp_path / "h" / "hub.toml")
+    main(["keys", "generate", "--org", "ggz-x", "--out", str(tmp_path / "k")])
+    pub = str(tmp_path / "k" / "ggz-x.pub.json")
+    base = ["partner", "add", "--config", config, "--role", "partner", "--public-file", pub]
+    assert main([*base, "--org", "ggz-x"]) == 0
+    assert main([*base, "--org", "other-x"]) == 2  # the file names another organisation
+    assert "not other-x" in capsys.readouterr().err
+    assert main(["partner", "add", "--config", config, "--role", "partner", "--org", "x-y"]) == 2

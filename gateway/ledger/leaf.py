@@ -58,11 +58,16 @@ def new_salt() -> bytes:
 
 def commitment(salt: bytes, body: Mapping[str, Any]) -> str:
     """Lower-case hex SHA-256(salt || canonical JSON of `body`)."""
+    return commitment_of(salt, canonical_json(body))
+
+
+def commitment_of(salt: bytes, canonical_body: bytes) -> str:
+    """The same, for a body that is already canonical JSON (what the store keeps)."""
     if not isinstance(salt, bytes) or len(salt) != SALT_BYTES:
         # A short salt would let an auditor brute-force small bodies from the
         # commitment alone; refuse rather than weaken the hiding property.
         raise ValueError(f"salt must be {SALT_BYTES} bytes")
-    return hashlib.sha256(salt + canonical_json(body)).hexdigest()
+    return hashlib.sha256(salt + canonical_body).hexdigest()
 
 
 def _check_int(name: str, value: object) -> int:

@@ -14,8 +14,11 @@ from gateway.clock import Clock
 from gateway.config import Settings, render_hub_config
 from gateway.crypto.keys import OrgKeys, PublicKeys, kid_of
 from gateway.errors import ConfigError
+from gateway.ledger.checkpoint import origin_for
+from gateway.ledger.verify import VerifyReport, verify_ledger
+from gateway.services import retention
 from gateway.storage import stores
-from gateway.storage.database import offline_transaction
+from gateway.storage.database import offline_transaction, read_ledger_file
 from gateway.storage.records import OrgRecord
 
 
@@ -135,3 +138,23 @@ def revoke_partner(settings: Settings, clock: Clock, org: str) -> bool:
         if changed:
             tx.append_ledger("org-revoked", now, {"org": org}, (org,))
     return changed
+
+
+def verify_file(path: Path, hub_key: bytes, hub_org: str | None = None) -> VerifyReport:
+    """Verify a ledger database file against a pinned hub key (never one from the file)."""
+    checkpoints, rows = read_ledger_file(path)
+    if hub_org is not None:
+        origin = origin_for(hub_org)
+    elif checkpoints:
+        # The origin is only a name: the signature's key hash binds it to the pinned key.
+        origin = checkpoints[-1].note.split("\n", 1)[0]
+    else:
+        origin = ""
+    return verify_ledger(rows, checkpoints, origin=origin, public_key=hub_key)
+
+
+def purge_offline(settings: Settings, clock: Clock, *, dry_run: bool) -> retention.PurgePlan:
+    with offline_transaction(settings.node.database) as tx:
+        if dry_run:
+            return retention.plan(tx, settings.retention, clock.now_ms())
+        return retention.execute(tx, settings.retention, clock.now_ms(), actor=settings.node.org)

@@ -31,7 +31,14 @@ from typing import Any, Generic, Protocol, TypeVar
 import aiosqlite
 
 from gateway.errors import GatewayError
-from gateway.storage.ledger_store import LedgerRef, LedgerWriter
+from gateway.storage.ledger_store import (
+    LedgerRawRow,
+    LedgerRef,
+    LedgerWriter,
+    StoredCheckpoint,
+    all_checkpoints,
+    iter_ledger,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -164,6 +171,12 @@ class Database:
             if self._observer is not None:
                 self._observer.observe_transaction(name, time.monotonic() - start, ok)
 
+    async def truncate_wal(self) -> None:
+        """Fold the WAL into the main file and truncate it (after a purge)."""
+        if self._writer is None:
+            raise StorageError("database is not open")
+        await _on_thread(self._writer, _truncate_wal, self._writer._conn)
+
     # -- the writer ------------------------------------------------------
 
     async def _run(self) -> None:
@@ -260,6 +273,12 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=10000")
+    # Purged bodies and deleted inbox rows are overwritten, not left in free pages.
+    conn.execute("PRAGMA secure_delete=ON")
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _configure_reader(conn: sqlite3.Connection) -> None:
@@ -297,6 +316,23 @@ def open_sync(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def read_ledger_file(path: Path) -> tuple[list[StoredCheckpoint], Iterator[LedgerRawRow]]:
+    """Open a ledger database read-only (for the offline verifier): its checkpoints and
+    an iterator over its rows. The file is never written, not even migrated."""
+    if not path.exists():
+        raise StorageError(f"no such database: {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    checkpoints = all_checkpoints(conn)
+
+    def rows() -> Iterator[LedgerRawRow]:
+        try:
+            yield from iter_ledger(conn)
+        finally:
+            conn.close()
+
+    return checkpoints, rows()
+
+
 @contextlib.contextmanager
 def offline_transaction(path: Path) -> Iterator[Tx]:
     """One write transaction for an offline tool; safe while the hub is serving
@@ -312,5 +348,6 @@ def offline_transaction(path: Path) -> Iterator[Tx]:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        _truncate_wal(conn)
     finally:
         conn.close()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.crypto.canonical import canonical_json
-from gateway.ledger.leaf import commitment, leaf_data, leaf_hash, new_salt
+from gateway.ledger.leaf import commitment_of, leaf_data, leaf_hash, new_salt
+from gateway.ledger.merkle import CompactTree
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +69,23 @@ class LedgerWriter:
         index = self.size
         salt = new_salt()
         full_body = {"type": entry_type, "time_ms": time_ms, **body}
-        data = leaf_data(index, entry_type, time_ms, commitment(salt, full_body))
+        stored = canonical_json(full_body)
+        data = leaf_data(index, entry_type, time_ms, commitment_of(salt, stored))
         digest = leaf_hash(data)
         conn.execute(
             "INSERT INTO ledger (idx, type, time_ms, leaf_data, leaf_hash, body, salt)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (index, entry_type, time_ms, data, digest, canonical_json(full_body), salt),
+            (index, entry_type, time_ms, data, digest, stored, salt),
         )
         conn.executemany(
             "INSERT OR IGNORE INTO ledger_actors (idx, org) VALUES (?, ?)",
             [(index, org) for org in set(actors)],
         )
+        case_ref = body.get("case_ref")
+        if isinstance(case_ref, str):
+            conn.execute(
+                "INSERT INTO ledger_cases (idx, case_ref) VALUES (?, ?)", (index, case_ref)
+            )
         self.size = index + 1
         return LedgerRef(index, digest, entry_type)
 
@@ -117,3 +124,156 @@ def ledger_size(conn: sqlite3.Connection) -> int:
 def entry_actors(conn: sqlite3.Connection, index: int) -> set[str]:
     rows = conn.execute("SELECT org FROM ledger_actors WHERE idx = ?", (index,)).fetchall()
     return {r[0] for r in rows}
+
+
+class LedgerHashSource:
+    """`HashSource` over the ledger table (for proofs computed on a database thread)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        return leaf_hashes(self._conn, start, end)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    time_ms: int
+    root: bytes
+    note: str
+    tree: bytes
+
+
+def latest_checkpoint(conn: sqlite3.Connection) -> StoredCheckpoint | None:
+    row = conn.execute(
+        "SELECT size, time_ms, root, note, tree FROM checkpoints"
+        " ORDER BY size DESC, time_ms DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return StoredCheckpoint(int(row[0]), int(row[1]), bytes(row[2]), str(row[3]), bytes(row[4]))
+
+
+def all_checkpoints(conn: sqlite3.Connection) -> list[StoredCheckpoint]:
+    rows = conn.execute(
+        "SELECT size, time_ms, root, note, tree FROM checkpoints ORDER BY size, time_ms"
+    ).fetchall()
+    return [
+        StoredCheckpoint(int(r[0]), int(r[1]), bytes(r[2]), str(r[3]), bytes(r[4])) for r in rows
+    ]
+
+
+def insert_checkpoint(conn: sqlite3.Connection, cp: StoredCheckpoint) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO checkpoints (size, time_ms, root, note, tree)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (cp.size, cp.time_ms, cp.root, cp.note, cp.tree),
+    )
+
+
+def tree_after(conn: sqlite3.Connection, tree: CompactTree, upto: int, chunk: int = 4096) -> int:
+    """Append the stored leaf hashes [tree.size, upto) to `tree`; returns the new size."""
+    while tree.size < upto:
+        hashes = leaf_hashes(conn, tree.size, min(upto, tree.size + chunk))
+        if not hashes:
+            break
+        for digest in hashes:
+            tree.append(digest)
+    return tree.size
+
+
+def iter_ledger(conn: sqlite3.Connection, chunk: int = 10_000) -> Iterator[LedgerRawRow]:
+    """Every ledger row in index order, raw (for the offline verifier)."""
+    last = -1
+    while True:
+        rows = conn.execute(
+            "SELECT idx, leaf_data, leaf_hash, body, salt FROM ledger WHERE idx > ?"
+            " ORDER BY idx LIMIT ?",
+            (last, chunk),
+        ).fetchall()
+        if not rows:
+            return
+        for r in rows:
+            yield LedgerRawRow(
+                int(r[0]),
+                bytes(r[1]),
+                bytes(r[2]),
+                None if r[3] is None else bytes(r[3]),
+                None if r[4] is None else bytes(r[4]),
+            )
+        last = int(rows[-1][0])
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRawRow:
+    index: int
+    leaf_data: bytes
+    leaf_hash: bytes
+    body: bytes | None
+    salt: bytes | None
+
+
+def purge_candidates(
+    conn: sqlite3.Connection, now_ms: int, days_by_type: dict[str, int], default_days: int
+) -> list[int]:
+    """Entries of closed cases whose retention (per entry type) has run out."""
+    rows = conn.execute(
+        "SELECT l.idx, l.type, c.closed_ms FROM ledger_cases lc"
+        " JOIN ledger l ON l.idx = lc.idx JOIN cases c ON c.case_ref = lc.case_ref"
+        " WHERE c.status = 'closed' AND l.body IS NOT NULL AND l.type != 'purge'"
+        " ORDER BY l.idx"
+    ).fetchall()
+    day = 86_400_000
+    return [
+        int(idx)
+        for idx, entry_type, closed_ms in rows
+        if closed_ms is not None
+        and closed_ms + days_by_type.get(entry_type, default_days) * day <= now_ms
+    ]
+
+
+def purge_entries(conn: sqlite3.Connection, indexes: Sequence[int]) -> None:
+    """Drop body and salt (the triggers allow nothing else) and the link to the case."""
+    for start in range(0, len(indexes), 500):
+        chunk = list(indexes[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"UPDATE ledger SET body = NULL, salt = NULL WHERE idx IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM ledger_cases WHERE idx IN ({marks})", chunk)
+
+
+def purge_case_data(conn: sqlite3.Connection, case_refs: Sequence[str]) -> None:
+    """Delete the identifying operational data of cases whose retention ran out."""
+    for ref in case_refs:
+        conn.execute("DELETE FROM inbox WHERE case_ref = ?", (ref,))
+        conn.execute(
+            "DELETE FROM exchange_recipients WHERE exchange_id IN"
+            " (SELECT exchange_id FROM exchanges WHERE case_ref = ?)",
+            (ref,),
+        )
+        conn.execute("DELETE FROM exchanges WHERE case_ref = ?", (ref,))
+        conn.execute("DELETE FROM case_subjects WHERE case_ref = ?", (ref,))
+
+
+def cases_of(conn: sqlite3.Connection, indexes: Sequence[int]) -> list[str]:
+    refs: set[str] = set()
+    for start in range(0, len(indexes), 500):
+        chunk = list(indexes[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT DISTINCT case_ref FROM ledger_cases WHERE idx IN ({marks})", chunk
+        ).fetchall()
+        refs.update(r[0] for r in rows)
+    return sorted(refs)
+
+
+def closed_cases_before(conn: sqlite3.Connection, cutoff_ms: int) -> list[str]:
+    """Closed cases (closed before the cutoff) that still hold operational data."""
+    rows = conn.execute(
+        "SELECT c.case_ref FROM cases c WHERE c.status = 'closed' AND c.closed_ms <= ?"
+        " AND (EXISTS (SELECT 1 FROM case_subjects s WHERE s.case_ref = c.case_ref)"
+        " OR EXISTS (SELECT 1 FROM exchanges e WHERE e.case_ref = c.case_ref))"
+        " ORDER BY c.case_ref",
+        (cutoff_ms,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]

@@ -22,16 +22,19 @@ from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import ConfigError
 from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.services import retention
 from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.cases import CaseService
 from gateway.services.directory import Directory
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
+from gateway.services.ledger import LedgerService
 from gateway.storage import stores
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
 from gateway.web.hub_routes import routes
+from gateway.web.ledger_routes import routes as ledger_routes
 from gateway.web.state import HUB, Hub
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,13 @@ def build_hub(
             visibility_s=settings.hub.inbox_visibility_timeout_s,
             max_wait_s=settings.hub.inbox_max_wait_s,
         ),
+        ledger=LedgerService(
+            db,
+            keys,
+            clock,
+            interval_s=settings.hub.checkpoint_interval_s,
+            idle_s=settings.hub.checkpoint_idle_s,
+        ),
     )
 
 
@@ -121,6 +131,31 @@ async def _maintenance(hub: Hub) -> None:
             log.exception("maintenance failed")
 
 
+async def _purger(hub: Hub) -> None:
+    """Scheduled retention purge (also available as `zvh-gateway ledger purge`)."""
+    settings = hub.settings.retention
+    while True:
+        await asyncio.sleep(settings.purge_interval_s)
+        try:
+            await purge_now(hub)
+        except Exception:
+            log.exception("scheduled purge failed")
+
+
+async def purge_now(hub: Hub) -> retention.PurgePlan:
+    now = hub.clock.now_ms()
+    done = await hub.db.write(
+        "purge",
+        functools.partial(
+            retention.execute, settings=hub.settings.retention, now_ms=now, actor=hub.keys.org
+        ),
+    )
+    if done.entries or done.cases:
+        await hub.db.truncate_wal()
+        log.info("purged", extra={"entries": len(done.entries), "cases": len(done.cases)})
+    return done
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     await hub.db.open()
@@ -140,10 +175,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     nonces = await hub.db.read("nonces_load", lambda tx: stores.active_nonces(tx, now))
     hub.replay.load(nonces)
     hub.db.add_ledger_listener(lambda refs: hub.metrics.ledger_size.set(refs[-1].index + 1))
+    hub.db.add_ledger_listener(lambda refs: hub.ledger.notify_appended())
     hub.metrics.ledger_size.set(hub.db.ledger.size)
+    await hub.ledger.start()
     tasks = [
+        asyncio.create_task(hub.ledger.run(), name="checkpoints"),
         asyncio.create_task(hub.directory.run_refresher(), name="directory-refresh"),
         asyncio.create_task(_maintenance(hub), name="maintenance"),
+        asyncio.create_task(_purger(hub), name="purge"),
     ]
     hub.ready = True
     log.info("hub ready", extra={"org": hub.keys.org, "ledger_size": hub.db.ledger.size})
@@ -157,6 +196,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            # Cover every acknowledged entry by a signed checkpoint before we go.
+            await hub.ledger.sign()
+        except Exception:
+            log.exception("final checkpoint failed")
         await hub.db.close()
         log.info("hub stopped", extra={"org": hub.keys.org})
 
@@ -168,6 +212,7 @@ def make_app(hub: Hub) -> web.Application:
     )
     app[HUB] = hub
     app.add_routes(routes)
+    app.add_routes(ledger_routes)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

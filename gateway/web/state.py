@@ -15,6 +15,7 @@ from gateway.services.cases import CaseService
 from gateway.services.directory import Directory
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
+from gateway.services.ledger import LedgerService
 from gateway.storage.database import Database
 
 
@@ -34,6 +35,7 @@ class Hub:
     cases: CaseService
     exchanges: ExchangeService
     inbox: InboxService
+    ledger: LedgerService
     ready: bool = False
 
 
