@@ -165,13 +165,7 @@ def _cmd_partner(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     clock = SystemClock()
     if args.partner_cmd == "add":
-        try:
-            public = PublicKeys(
-                args.org, b64u_decode(args.signing_key), b64u_decode(args.encryption_key)
-            )
-            PublicKeys.from_json(public.to_json())
-        except ValueError as exc:
-            raise ConfigError(f"bad key: {exc}") from exc
+        public = _public_keys(args)
         rec = admin.add_partner(
             settings,
             clock,

@@ -66,8 +66,9 @@ def make_hub_dir(tmp_path: Path, port: int) -> tuple[Settings, dict[str, OrgKeys
     keys: dict[str, OrgKeys] = {}
     for org, role, domain in PARTNERS:
         keys[org] = OrgKeys.generate(org)
-        admin.add_partner(settings, clock, public=keys[org].public(), role=role,
-                          domain=domain, name=None)
+        admin.add_partner(
+            settings, clock, public=keys[org].public(), role=role, domain=domain, name=None
+        )
     keys["outsider"] = OrgKeys.generate("outsider")  # never registered
     return settings, keys
 

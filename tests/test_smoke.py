@@ -8,8 +8,9 @@ from tests.conftest import BSN, NAME, Network, synthetic_pid
 async def test_dat_round_trip(network: Network) -> None:
     zvh = network.client("zvh-test")
     police = network.client("politie-test")
-    res = await zvh.register_case("C-1", "huiselijk-geweld", [("S1", synthetic_pid())],
-                                  ["politie-test", "vt-test"])
+    res = await zvh.register_case(
+        "C-1", "huiselijk-geweld", [("S1", synthetic_pid())], ["politie-test", "vt-test"]
+    )
     assert res["status"] == "open"
     sent = await zvh.dat_request("C-1", "S1", ["politie-test"], {"bsn": BSN, "name": NAME})
     assert sent["delivered"] == ["politie-test"]
