@@ -67,6 +67,12 @@ class RequestAuth:
 
     def persist(self, tx: Tx) -> None:
         stores.insert_nonce(tx, self.keyid, self.nonce, self.nonce_expires_ms)
+        # Only a committed insert counts: if the job rolls back (a 4xx raised inside
+        # it), the middleware must write the nonce again, or the request could be
+        # replayed after a restart.
+        tx.on_commit(self._mark_persisted)
+
+    def _mark_persisted(self) -> None:
         self.persisted = True
 
 

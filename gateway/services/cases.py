@@ -31,9 +31,9 @@ class CaseService:
         self._clock = clock
         self._themes = frozenset(themes)
 
-    def _check_orgs(self, orgs: list[str], field: str) -> None:
+    def _check_orgs(self, orgs: list[str], field: str, *, scalar: bool = False) -> None:
         errors = [
-            {"loc": [field, i], "msg": "unknown organisation"}
+            {"loc": [field] if scalar else [field, i], "msg": "unknown organisation"}
             for i, org in enumerate(orgs)
             if (rec := self._directory.get(org)) is None or rec.role == "hub"
         ]
@@ -107,7 +107,7 @@ class CaseService:
                 raise NotFound("Unknown case.")
             if case.status == "closed":
                 raise Conflict("The case is closed.", code="case-closed")
-            self._check_orgs([org], "org")
+            self._check_orgs([org], "org", scalar=True)
             participants = sorted({*case.participants, org})
             if org in case.participants:
                 return Done(200, {"case_ref": case_ref, "participants": participants, "ledger": []})

@@ -208,7 +208,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 def make_app(hub: Hub) -> web.Application:
     app = web.Application(
         client_max_size=hub.settings.http.max_body_bytes,
-        middlewares=[middleware.problems, middleware.metrics, middleware.authenticate],
+        # metrics outermost, so it sees the status of every rendered problem too.
+        middlewares=[middleware.metrics, middleware.problems, middleware.authenticate],
     )
     app[HUB] = hub
     app.add_routes(routes)

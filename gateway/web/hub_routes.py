@@ -101,7 +101,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     value = request.query.get(name)
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise InvalidRequest(
             f"Query parameter {name} must be an integer {low}..{high}.",
             errors=[{"loc": ["query", name], "msg": "out of range"}],
@@ -129,7 +129,7 @@ async def ack_batch(request: web.Request) -> web.Response:
 async def ack_one(request: web.Request) -> web.Response:
     parse(request, Empty)
     raw_id = request.match_info["message_id"]
-    if not raw_id.isdigit():
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         raise NotFound("Unknown message.")
     acked = await request.app[HUB].inbox.ack(auth_of(request), [int(raw_id)], strict=True)
     return web.json_response({"acked": acked})

@@ -13,7 +13,7 @@ _MAX = 2**62
 
 def _int(request: web.Request, name: str) -> int:
     value = request.query.get(name, "")
-    if not value.isdigit() or int(value) >= _MAX:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) >= _MAX:
         raise InvalidRequest(
             f"Query parameter {name} must be a non-negative integer.",
             errors=[{"loc": ["query", name], "msg": "not a non-negative integer"}],
@@ -52,7 +52,7 @@ async def consistency(request: web.Request) -> web.Response:
 async def entry(request: web.Request) -> web.Response:
     auth = auth_of(request)
     raw = request.match_info["index"]
-    if not raw.isdigit() or int(raw) >= _MAX:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= _MAX:
         raise InvalidRequest(
             "Bad index.", errors=[{"loc": ["path", "index"], "msg": "not an index"}]
         )
