@@ -24,6 +24,7 @@ from gateway.demo import run_demo
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure
 from gateway.models import Domain
+from gateway.policy.rules import load_policy
 from gateway.services import admin
 from gateway.services.admin import purge_offline, verify_file
 from gateway.services.directory import org_json
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_ledger(sub)
 
+    _add_policy(sub)
+
     d = sub.add_parser("demo", help="run a small regional network on loopback")
     d.add_argument("--dir", type=Path, default=Path(".demo"))
     d.add_argument("--base-port", type=int, default=8400)
@@ -112,6 +115,35 @@ def _add_ledger(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     pu = lg.add_parser("purge", help="purge what retention allows (see [retention])")
     pu.add_argument("--config", required=True, type=Path)
     pu.add_argument("--dry-run", action="store_true")
+
+
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pp = sub.add_parser("protocol", help="the region's privacy protocol").add_subparsers(
+        dest="protocol_cmd", required=True
+    )
+    pub = pp.add_parser("publish", help="publish a new protocol version (needs new accessions)")
+    pub.add_argument("--config", required=True, type=Path)
+    pub.add_argument("--file", required=True, type=Path, help="the protocol text (UTF-8)")
+    pub.add_argument("--themes", required=True, nargs="+")
+    pub.add_argument("--title", default="Privacyprotocol")
+    pub.add_argument("--id", dest="protocol_id")
+    pub.add_argument("--valid-until-ms", type=int)
+    rv = pp.add_parser("revoke-accession", help="revoke an organisation's accession")
+    rv.add_argument("--config", required=True, type=Path)
+    rv.add_argument("--org", required=True)
+    rv.add_argument("--protocol-id", required=True)
+    pl = sub.add_parser("policy", help="the hub's policy file").add_subparsers(
+        dest="policy_cmd", required=True
+    )
+    chk = pl.add_parser("check", help="validate a policy file")
+    chk.add_argument("file", type=Path)
+    ex = pl.add_parser("explain", help="the hub's decision on a wat-request, and its rule")
+    ex.add_argument("--config", required=True, type=Path)
+    ex.add_argument(
+        "--request",
+        required=True,
+        help="JSON: requester, case_ref, subject_ref, holder, categories, legal_basis (or @FILE)",
+    )
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -280,6 +312,53 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_protocol(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.protocol_cmd == "publish":
+        try:
+            text = args.file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.file}: {exc}") from exc
+        rec = admin.publish_protocol(
+            settings,
+            SystemClock(),
+            text=text,
+            title=args.title,
+            themes=args.themes,
+            protocol_id=args.protocol_id,
+            valid_until_ms=args.valid_until_ms,
+        )
+        print(
+            f"published {rec.protocol_id} (version {rec.version}, text sha256 "
+            f"{rec.text_sha256}); every member must now sign a new accession"
+        )
+        return 0
+    if admin.revoke_accession(settings, SystemClock(), args.protocol_id, args.org):
+        print(f"revoked the accession of {args.org} to {args.protocol_id}")
+        return 0
+    print(f"{args.org} has no active accession to {args.protocol_id}", file=sys.stderr)
+    return 1
+
+
+def _cmd_policy(args: argparse.Namespace) -> int:
+    if args.policy_cmd == "check":
+        policy = load_policy(args.file)
+        print(f"policy OK: {len(policy.themes)} themes, {len(policy.categories)} categories")
+        return 0
+    settings = load_settings(args.config)
+    raw = args.request
+    try:
+        text = Path(raw[1:]).read_text(encoding="utf-8") if raw.startswith("@") else raw
+        request = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--request is not JSON: {exc}") from exc
+    if not isinstance(request, dict):
+        raise ConfigError("--request must be a JSON object")
+    result = admin.explain(settings, SystemClock(), request)
+    print(json.dumps(result, indent=2))
+    return 0 if result["decision"] == "allow" else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging("warning")
     return asyncio.run(run_demo(args.dir, args.base_port, scenario=not args.no_scenario))
@@ -295,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _cmd_serve,
         "demo": _cmd_demo,
         "ledger": _cmd_ledger,
+        "protocol": _cmd_protocol,
+        "policy": _cmd_policy,
     }
     try:
         return handlers[args.command](args)

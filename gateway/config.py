@@ -16,14 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from gateway.errors import ConfigError
 
 REDACTED = "**redacted**"
-DEFAULT_THEMES = (
-    "huiselijk-geweld",
-    "verward-gedrag",
-    "radicalisering",
-    "re-integratie",
-    "jeugd-groepen",
-    "zsm-advies",
-)
 
 OrgId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -38,6 +30,8 @@ class NodeSettings(_Section):
     org: OrgId
     key_file: Path
     database: Path
+    # The region's policy (what its privacy protocol allows); refused at start if invalid.
+    policy_file: Path = Path("policy.toml")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -54,7 +48,6 @@ class HttpSettings(_Section):
 
 
 class HubSettings(_Section):
-    themes: tuple[str, ...] = DEFAULT_THEMES
     clock_skew_s: Annotated[int, Field(ge=1, le=3600)] = 300
     nonce_window_s: Annotated[int, Field(ge=60, le=86400)] = 600
     inbox_visibility_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
@@ -128,7 +121,8 @@ def load_settings(path: str | Path) -> Settings:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
     node = raw.get("node")
     if isinstance(node, dict):
-        for key in ("key_file", "database"):
+        node.setdefault("policy_file", "policy.toml")
+        for key in ("key_file", "database", "policy_file"):
             if key in node:
                 node[key] = _resolve(file.parent.resolve(), node[key])
     try:
@@ -157,6 +151,7 @@ role = "hub"
 org = "{org}"                      # this hub's organisation id (PROTOCOL §1)
 key_file = "keys/{org}.key.json"   # Ed25519 + X25519 private keys, mode 0600
 database = "hub.sqlite3"           # embedded SQLite (WAL, synchronous=FULL)
+policy_file = "policy.toml"        # themes, categories, legal bases (see the file itself)
 log_level = "info"
 
 [http]

@@ -14,17 +14,19 @@ import contextlib
 import json
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.adapters.client import HubClient, Received
+from gateway.adapters.client import HubClient, HubError, Received
 from gateway.clock import SystemClock
 from gateway.config import load_settings
 from gateway.crypto.encoding import b64u_encode
 from gateway.crypto.keys import OrgKeys
 from gateway.crypto.oprf import derive_key_pair, evaluate, pid_input
+from gateway.policy.rules import load_policy
 from gateway.services import admin
 from gateway.web.hub_app import HubServer, build_hub
 
@@ -57,6 +59,16 @@ KNOWN_BY = {
 }
 # Demo stand-in for the national pseudonymiser (its own issue): same OPRF, a demo key.
 DEMO_OPRF_SEED = bytes([0x5A]) * 32
+PROTOCOL_TITLE = "Privacyprotocol Zorg- en Veiligheidshuis Demo"
+PROTOCOL_TEXT = """Privacyprotocol Zorg- en Veiligheidshuis Demo (versie 1)
+
+1. Doel: gegevens worden alleen gedeeld voor de persoonsgerichte aanpak van casussen
+   die de procesregisseur van het Zorg- en Veiligheidshuis heeft aangemeld.
+2. Eerst de dat-vraag (is de persoon bekend?), daarna alleen wat noodzakelijk is.
+3. Iedere verstrekking vermeldt doel, grondslag en, zonder toestemming, de vijf vragen.
+4. Incidentele deelnemers ondertekenen per casus een geheimhoudingsverklaring.
+5. Gegevens worden niet langer bewaard dan noodzakelijk.
+"""
 
 
 def demo_pid(bsn: str, birth_date: str) -> str:
@@ -81,6 +93,14 @@ def prepare(directory: Path, base_port: int) -> dict[str, Any]:
     )
     settings = load_settings(paths.config)
     hub_keys = OrgKeys.load(paths.key_file)
+    # The region publishes its privacy protocol; partners sign their own accessions.
+    admin.publish_protocol(
+        settings,
+        clock,
+        text=PROTOCOL_TEXT.encode(),
+        title=PROTOCOL_TITLE,
+        themes=list(load_policy(settings.node.policy_file).themes),
+    )
     partners = []
     (directory / "partners").mkdir(mode=0o700)
     for p in PARTNERS:
@@ -122,74 +142,216 @@ def _say(who: str, text: str) -> None:
     print(f"  {who:>20} | {text}", flush=True)
 
 
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+
+
+def _step(title: str) -> None:
+    print(f"\n{title}", flush=True)
+
+
+HOLDER_DECISIONS = {
+    # The police releases what it may; Veilig Thuis refuses a care question.
+    "politie-demo": ("release", None),
+    "veilig-thuis-demo": ("refuse", "client-objection-upheld"),
+}
+COMPLETE_BASIS = {
+    "gdpr_art6": "e",
+    "gdpr_special": "art10",
+    "national_law": "Wet gegevensverwerking door samenwerkingsverbanden (WGS), art. 2.17",
+    "secrecy_permission": "statutory-duty",
+    "five_questions": {
+        "purpose": "Veiligheidsplan opstellen voor de betrokkene en haar kinderen",
+        "necessity": "Zonder het risicobeeld kan het plan niet worden gemaakt",
+        "subsidiarity": "De betrokkene weigert zelf informatie te geven",
+        "proportionality": "Alleen het actuele risico, geen volledig dossier",
+        "effectiveness": "Het risicobeeld bepaalt de maatregelen in het plan",
+    },
+}
+
+
 def _responder(client: HubClient) -> Callable[[Received], Any]:
     org = client.keys.org
 
     async def handle(msg: Received) -> None:
-        if msg.kind != "dat-request" or msg.body is None:
+        if msg.body is None:
             return
-        who = msg.body.get("name", "?")
-        if org in KNOWN_BY:
-            _say(org, f"opened the dat-request: looks up {who} ... known")
-            await client.answer(msg, "known", {"contact": KNOWN_BY[org]})
-        else:
-            _say(org, f"opened the dat-request: looks up {who} ... not known")
-            await client.answer(msg, "not-known")
+        if msg.kind == "dat-request":
+            who = msg.body.get("name", "?")
+            if org in KNOWN_BY:
+                _say(org, f"opened the dat-request: looks up {who} ... known")
+                await client.answer(msg, "known", {"contact": KNOWN_BY[org]})
+            else:
+                _say(org, f"opened the dat-request: looks up {who} ... not known")
+                await client.answer(msg, "not-known")
+        elif msg.kind == "wat-request":
+            wat = msg.wat or {}
+            cats = ", ".join(wat.get("categories", []))
+            decision, reason = HOLDER_DECISIONS.get(org, ("refuse", "other"))
+            law = wat.get("legal_basis", {}).get("national_law", "?")
+            _say(org, f"wat-request for [{cats}], basis {law}")
+            if decision == "release":
+                _say(org, "decides: release (sealed to the requester)")
+                await client.answer(
+                    msg,
+                    "release",
+                    {
+                        "veiligheidsrisico": "hoog: recente meldingen",
+                        "justitiele-gegevens": "1 lopende zaak",
+                    },
+                )
+            else:
+                _say(org, f"decides: refuse, reason {reason}")
+                await client.answer(
+                    msg, "refuse", {"toelichting": "cliënt maakt bezwaar"}, reason_code=reason
+                )
 
     return handle
 
 
-async def play_scenario(url: str, keys: dict[str, OrgKeys], stop: asyncio.Event) -> None:
-    clients = {org: HubClient(url, k) for org, k in keys.items()}
-    loops = [
-        asyncio.create_task(clients[o].run_inbox(_responder(clients[o]), stop=stop, wait=5))
-        for o in ("politie-demo", "veilig-thuis-demo", "ggz-demo")
-    ]
-    zvh = clients["zvh-demo"]
+async def _answers(client: HubClient, count: int) -> list[Received]:
+    got: list[Received] = []
+    while len(got) < count:
+        for msg in await client.fetch(wait=5):
+            got.append(msg)
+            await client.ack([msg.message_id])
+    return got
+
+
+async def _wat_steps(zvh: HubClient, case_ref: str) -> None:
+    _step("5. wat: 'what may you share, for which purpose, on which legal basis?'")
+    res = await zvh.wat_request(
+        case_ref,
+        "S1",
+        "politie-demo",
+        categories=["veiligheidsrisico", "justitiele-gegevens"],
+        purpose="Veiligheidsplan",
+        processing_activity="Casusregie huiselijk geweld",
+        legal_basis=COMPLETE_BASIS,
+        body={"vraag": "actueel risicobeeld en lopende zaken"},
+    )
+    _say(
+        "hub",
+        f"policy allowed it ({res['rule']}); decision due {_when(res['deadline_ms'])}; "
+        f"ledger #{res['ledger'][0]['index']}",
+    )
+    [msg] = await _answers(zvh, 1)
+    _say("zvh-demo", f"{msg.sender} decided {msg.decision}: {msg.body}")
+
+    _step("6. A wat-request without a complete legal basis is refused by the policy")
+    incomplete = {
+        "gdpr_art6": "e",
+        "national_law": "WGS",
+        "secrecy_permission": "conflict-of-duties",
+    }
     try:
-        case_ref = "ZVH-DEMO-0001"
-        pid = demo_pid(SUBJECT["bsn"], SUBJECT["birth_date"])
-        print("\nScenario: one case, one dat round trip\n", flush=True)
-        res = await zvh.register_case(
-            case_ref,
-            "huiselijk-geweld",
-            [("S1", pid)],
-            ["politie-demo", "veilig-thuis-demo", "ggz-demo", "woonstichting-demo"],
-        )
-        _say(
-            "zvh-demo",
-            f"registered case {case_ref} (theme huiselijk-geweld), "
-            f"ledger #{res['ledger'][0]['index']}",
-        )
-        res = await zvh.dat_request(
+        await zvh.wat_request(
             case_ref,
             "S1",
-            ["politie-demo", "veilig-thuis-demo", "ggz-demo", "woonstichting-demo"],
-            SUBJECT,
+            "veilig-thuis-demo",
+            categories=["zorg-gezondheid"],
+            purpose="Zorgbeeld",
+            processing_activity="Casusregie huiselijk geweld",
+            legal_basis=incomplete,
+            body={"vraag": "welke zorg loopt er?"},
         )
-        _say(
-            "zvh-demo",
-            f"dat-request {res['exchange_id'][:8]}: do you know subject S1? "
-            "(name, BSN and birth date sealed per recipient)",
-        )
+    except HubError as exc:
         _say(
             "hub",
-            f"saw: case {case_ref}, subject S1, {len(res['delivered'])} sealed envelopes "
-            f"-> delivered to {', '.join(res['delivered'])}",
+            f"refused: {exc.code}: {exc.problem.get('detail')} "
+            f"(ledger #{exc.problem['ledger'][0]['index']})",
+        )
+
+    _step("7. A wat-request the policy allows, refused by the holder with a reason")
+    res = await zvh.wat_request(
+        case_ref,
+        "S1",
+        "veilig-thuis-demo",
+        categories=["hulpverlening"],
+        purpose="Afstemmen hulpverlening",
+        processing_activity="Casusregie huiselijk geweld",
+        legal_basis={
+            **COMPLETE_BASIS,
+            "gdpr_special": None,
+            "secrecy_permission": "consent",
+            "consent_ref": "toestemming vastgelegd 2026-11-20",
+        },
+        body={"vraag": "welke hulp is ingezet?"},
+    )
+    [msg] = await _answers(zvh, 1)
+    _say("zvh-demo", f"{msg.sender} decided {msg.decision}, reason {msg.reason_code}")
+
+
+async def play_scenario(url: str, keys: dict[str, OrgKeys], stop: asyncio.Event) -> None:
+    clients = {org: HubClient(url, k) for org, k in keys.items()}
+    agents = ("politie-demo", "veilig-thuis-demo", "ggz-demo", "woonstichting-demo")
+    loops = [
+        asyncio.create_task(clients[o].run_inbox(_responder(clients[o]), stop=stop, wait=5))
+        for o in agents
+    ]
+    zvh = clients["zvh-demo"]
+    housing = clients["woonstichting-demo"]
+    case_ref = "ZVH-DEMO-0001"
+    try:
+        _step("1. Membership: the region's partners sign the privacy protocol")
+        for org in ("zvh-demo", "politie-demo", "veilig-thuis-demo", "ggz-demo"):
+            res = await clients[org].accede()
+            _say(
+                org,
+                f"signed the accession to {res['protocol_id']}, "
+                f"ledger #{res['ledger'][0]['index']}",
+            )
+
+        _step("2. Case: the ZVH registers a case (the subject by pseudonym only)")
+        pid = demo_pid(SUBJECT["bsn"], SUBJECT["birth_date"])
+        res = await zvh.register_case(case_ref, "huiselijk-geweld", [("S1", pid)], list(agents))
+        _say(
+            "zvh-demo",
+            f"registered {case_ref} (huiselijk-geweld), participants "
+            f"{', '.join(agents)}; ledger #{res['ledger'][0]['index']}",
+        )
+
+        _step("3. dat: 'do you know this person?' (name, BSN, birth date sealed per recipient)")
+        res = await zvh.dat_request(case_ref, "S1", list(agents), SUBJECT)
+        _say(
+            "hub",
+            f"saw case {case_ref}, subject S1, {len(res['delivered'])} sealed envelopes "
+            f"-> {', '.join(res['delivered'])}",
         )
         for d in res["denied"]:
             _say("hub", f"denied {d['org']}: {d['code']} (recorded in the ledger)")
-        answers: dict[str, Received] = {}
-        while len(answers) < len(res["delivered"]):
-            for msg in await zvh.fetch(wait=5):
-                answers[msg.sender] = msg
-                await zvh.ack([msg.message_id])
-        for org, msg in sorted(answers.items()):
+        for msg in sorted(await _answers(zvh, len(res["delivered"])), key=lambda m: m.sender):
             contact = f", contact: {msg.body['contact']}" if msg.body else ""
-            _say("zvh-demo", f"answer from {org}: {msg.decision}{contact}")
+            _say("zvh-demo", f"answer from {msg.sender}: {msg.decision}{contact}")
+
+        _step("4. The incidental partner signs its geheimhoudingsverklaring, then takes part")
+        text = await housing.declaration_text(case_ref)
+        _say(
+            "woonstichting-demo",
+            f"read the declaration text ({len(text)} bytes, "
+            f"first line: {text.decode().splitlines()[0]})",
+        )
+        now = SystemClock().now_ms()
+        res = await housing.declare(
+            case_ref,
+            signer_name="J. de Vries",
+            signer_role="teamleider",
+            valid_from_ms=now - 60_000,
+            valid_until_ms=now + 90 * 86_400_000,
+        )
+        _say(
+            "woonstichting-demo", f"signed it (valid 90 days), ledger #{res['ledger'][0]['index']}"
+        )
+        res = await zvh.dat_request(case_ref, "S1", ["woonstichting-demo"], SUBJECT)
+        _say("hub", f"now delivered to {', '.join(res['delivered'])}")
+        for msg in await _answers(zvh, 1):
+            _say("zvh-demo", f"answer from {msg.sender}: {msg.decision}")
+
+        await _wat_steps(zvh, case_ref)
         print(
-            "\nThe hub stored only metadata and SHA-256 hashes of the sealed envelopes; "
-            "the name and BSN never left the partners.\n",
+            "\nThe hub stored metadata, legal bases and SHA-256 hashes of the sealed envelopes;"
+            " the name and BSN never left the partners. Every step above is a ledger entry:"
+            f" {url}/api/v1/ledger/checkpoint\n",
             flush=True,
         )
     finally:
@@ -214,7 +376,8 @@ async def run_demo(directory: Path, base_port: int, *, scenario: bool = True) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(
-        f"zvh-gateway demo: hub {HUB_ORG} on {url} (metrics {url[:-4]}{base_port + 1}/metrics)",
+        f"zvh-gateway demo: hub {HUB_ORG} on {url} "
+        f"(metrics http://127.0.0.1:{base_port + 1}/metrics)",
         flush=True,
     )
     print(f"network description: {prepared['network_file']}", flush=True)

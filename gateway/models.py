@@ -130,3 +130,70 @@ class Answer(WireModel):
 
 class AckBatch(WireModel):
     message_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=1000)]
+
+
+Text = Annotated[str, StringConstraints(max_length=4000)]
+WAT_DECISIONS = frozenset({Decision.RELEASE, Decision.PARTIAL, Decision.REFUSE})
+
+
+class FiveQuestions(WireModel):
+    """The five questions when there is no consent (doel, noodzaak, subsidiariteit,
+    proportionaliteit, effectiviteit). Each must be a non-empty answer."""
+
+    purpose: Text | None = None
+    necessity: Text | None = None
+    subsidiarity: Text | None = None
+    proportionality: Text | None = None
+    effectiveness: Text | None = None
+
+
+class LegalBasis(WireModel):
+    """PROTOCOL §3. Every field optional (and "" allowed) so that an incomplete basis
+    is a recorded 403 legal-basis-missing, not a 400."""
+
+    gdpr_art6: Literal["a", "b", "c", "d", "e", "f", ""] | None = None
+    gdpr_special: Literal["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "art10", ""] | None = (
+        None
+    )
+    national_law: Text | None = None
+    secrecy_permission: Literal["consent", "statutory-duty", "conflict-of-duties", ""] | None = None
+    consent_ref: Text | None = None
+    five_questions: FiveQuestions | None = None
+
+
+Category = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+
+
+class WatRequest(WireModel):
+    case_ref: CaseRef
+    subject_ref: SubjectRef
+    holder: OrgId
+    categories: Annotated[list[Category], Field(min_length=1, max_length=16)]
+    purpose: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    processing_activity: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    legal_basis: LegalBasis
+    envelope: Envelope
+
+
+class AccessionIn(WireModel):
+    protocol_id: Annotated[str, StringConstraints(pattern=REF_PATTERN)]
+    hub: OrgId
+    org: OrgId
+    text_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    signed_at_ms: EpochMs
+    sig: B64u
+
+
+class Signer(WireModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    role: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class DeclarationIn(WireModel):
+    hub: OrgId
+    case_ref: CaseRef
+    signer: Signer
+    valid_from_ms: EpochMs
+    valid_until_ms: EpochMs
+    text_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    sig: B64u

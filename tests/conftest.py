@@ -59,10 +59,25 @@ class Network:
         return c
 
 
+PROTOCOL_TEXT = "Privacyprotocol Testregio, versie 1.\n\nDeelnemers delen alleen wat nodig is.\n"
+ALL_THEMES = [
+    "huiselijk-geweld",
+    "verward-gedrag",
+    "radicalisering",
+    "re-integratie",
+    "jeugd-groepen",
+    "zsm-advies",
+]
+
+
 def make_hub_dir(tmp_path: Path, port: int) -> tuple[Settings, dict[str, OrgKeys]]:
+    """A fresh hub with the test partners registered and a privacy protocol published."""
     clock = SystemClock()
     paths = admin.init_hub(tmp_path / "hub", HUB_ORG, clock, port=port)
     settings = load_settings(paths.config)
+    admin.publish_protocol(
+        settings, clock, text=PROTOCOL_TEXT.encode(), title="Privacyprotocol", themes=ALL_THEMES
+    )
     keys: dict[str, OrgKeys] = {}
     for org, role, domain in PARTNERS:
         keys[org] = OrgKeys.generate(org)
@@ -73,14 +88,41 @@ def make_hub_dir(tmp_path: Path, port: int) -> tuple[Settings, dict[str, OrgKeys
     return settings, keys
 
 
+MEMBERS = ("zvh-test", "politie-test", "vt-test", "ggz-test")
+
+
+async def accede_all(net: Network, orgs: tuple[str, ...] = MEMBERS) -> None:
+    """The partners sign their accessions to the protocol, as real partners do."""
+    for org in orgs:
+        await net.client(org).accede()
+
+
 @pytest.fixture
-async def network(tmp_path: Path) -> AsyncIterator[Network]:
+async def bare_network(tmp_path: Path) -> AsyncIterator[Network]:
+    """A hub with its partners registered and a protocol published, nothing signed yet."""
     settings, keys = make_hub_dir(tmp_path, free_port())
     hub = build_hub(settings)
     server = HubServer(hub)
     await server.start()
     net = Network(f"http://127.0.0.1:{settings.http.port}", settings, hub, keys)
     try:
+        yield net
+    finally:
+        for c in net.clients:
+            await c.close()
+        await server.stop()
+
+
+@pytest.fixture
+async def network(tmp_path: Path) -> AsyncIterator[Network]:
+    """The usual test network: every member has signed its accession."""
+    settings, keys = make_hub_dir(tmp_path, free_port())
+    hub = build_hub(settings)
+    server = HubServer(hub)
+    await server.start()
+    net = Network(f"http://127.0.0.1:{settings.http.port}", settings, hub, keys)
+    try:
+        await accede_all(net)
         yield net
     finally:
         for c in net.clients:

@@ -22,10 +22,10 @@ import aiohttp
 from yarl import URL
 
 from gateway.clock import Clock, SystemClock
-from gateway.crypto.encoding import b64u_decode
+from gateway.crypto.encoding import b64u_decode, sha256
 from gateway.crypto.envelope import open_envelope, seal
 from gateway.crypto.httpsig import normalise_authority, sign_request
-from gateway.crypto.keys import OrgKeys
+from gateway.crypto.keys import OrgKeys, sign_record
 from gateway.errors import EnvelopeError, GatewayError
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class Received:
     subject_ref: str
     decision: str | None
     body: dict[str, Any] | None
+    reason_code: str | None = None
+    # What the hub checked of a wat-request: categories, purpose, legal basis, deadline.
+    wat: dict[str, Any] | None = None
     # Set when the envelope failed its checks; such a message must not be acted on.
     error: str | None = None
 
@@ -282,6 +285,129 @@ class HubClient:
             "POST", f"/api/v1/exchanges/{request.exchange_id}/answers", body=payload
         )
 
+    # -- privacy protocol, declarations, wat ---------------------------------------
+
+    async def call_text(self, path: str, query: Mapping[str, str] | None = None) -> bytes:
+        qs = urlencode(query or {})
+        headers = self.signed_headers("GET", path, qs, b"")
+        url = URL(self.base_url + path + (f"?{qs}" if qs else ""), encoded=True)
+        async with self._http().get(url, headers=headers) as resp:
+            data = await resp.read()
+            if resp.status >= 400:
+                try:
+                    problem = json.loads(data)
+                except json.JSONDecodeError:
+                    problem = {"code": "bad-response"}
+                raise HubError(resp.status, problem if isinstance(problem, dict) else {})
+            return data
+
+    async def protocols(self) -> list[dict[str, Any]]:
+        data = await self.call("GET", "/api/v1/protocols")
+        return list(data["protocols"])
+
+    async def accede(self, protocol_id: str | None = None) -> dict[str, Any]:
+        """Sign the accession to a privacy protocol (default: the newest one), after
+        checking that the text we fetched is the text whose hash we sign."""
+        listed = await self.protocols()
+        if not listed:
+            raise HubError(404, {"code": "not-found", "detail": "no protocol published"})
+        chosen = (
+            max(listed, key=lambda p: p["version"])
+            if protocol_id is None
+            else next((p for p in listed if p["protocol_id"] == protocol_id), None)
+        )
+        if chosen is None:
+            raise HubError(404, {"code": "not-found", "detail": "unknown protocol"})
+        text = await self.call_text(f"/api/v1/protocols/{chosen['protocol_id']}/text")
+        digest = sha256(text).hex()
+        if digest != chosen["text_sha256"]:
+            raise EnvelopeError("the protocol text does not match its published hash")
+        record = {
+            "protocol_id": chosen["protocol_id"],
+            "hub": await self.hub_org(),
+            "org": self.keys.org,
+            "text_sha256": digest,
+            "signed_at_ms": self._clock.now_ms(),
+        }
+        return await self.call(
+            "POST",
+            f"/api/v1/protocols/{chosen['protocol_id']}/accessions",
+            body={**record, "sig": sign_record(self.keys, record)},
+        )
+
+    async def hub_org(self) -> str:
+        peers = await self.directory()
+        hubs = [p.org for p in peers.values() if p.role == "hub"]
+        if len(hubs) != 1:
+            raise HubError(500, {"code": "bad-response", "detail": "no hub in the directory"})
+        return hubs[0]
+
+    async def declaration_text(self, case_ref: str) -> bytes:
+        return await self.call_text("/api/v1/declarations/text", {"case_ref": case_ref})
+
+    async def declare(
+        self,
+        case_ref: str,
+        *,
+        signer_name: str,
+        signer_role: str,
+        valid_from_ms: int,
+        valid_until_ms: int,
+    ) -> dict[str, Any]:
+        """Sign the geheimhoudingsverklaring for a case over the exact text the hub serves."""
+        text = await self.declaration_text(case_ref)
+        record = {
+            "hub": await self.hub_org(),
+            "case_ref": case_ref,
+            "signer": {"name": signer_name, "role": signer_role},
+            "valid_from_ms": valid_from_ms,
+            "valid_until_ms": valid_until_ms,
+            "text_sha256": sha256(text).hex(),
+        }
+        sig = sign_record(self.keys, {**record, "org": self.keys.org})
+        return await self.call("POST", "/api/v1/declarations", body={**record, "sig": sig})
+
+    async def wat_request(
+        self,
+        case_ref: str,
+        subject_ref: str,
+        holder: str,
+        *,
+        categories: Sequence[str],
+        purpose: str,
+        processing_activity: str,
+        legal_basis: Mapping[str, Any],
+        body: Mapping[str, Any],
+        exchange_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask `holder` what it may share for `purpose`; `body` (sealed) says what exactly."""
+        xid = exchange_id or str(uuid.uuid4())
+        envelope = await self.seal_to(
+            holder,
+            kind="wat-request",
+            exchange_id=xid,
+            case_ref=case_ref,
+            subject_ref=subject_ref,
+            body=body,
+        )
+        return await self.call(
+            "POST",
+            "/api/v1/wat-requests",
+            body={
+                "case_ref": case_ref,
+                "subject_ref": subject_ref,
+                "holder": holder,
+                "categories": list(categories),
+                "purpose": purpose,
+                "processing_activity": processing_activity,
+                "legal_basis": dict(legal_basis),
+                "envelope": envelope,
+            },
+        )
+
+    async def overdue(self) -> list[dict[str, Any]]:
+        return list((await self.call("GET", "/api/v1/exchanges/overdue"))["overdue"])
+
     # -- inbox -----------------------------------------------------------------
 
     async def fetch(self, *, wait: int = 0, limit: int = 100) -> list[Received]:
@@ -333,6 +459,8 @@ class HubClient:
             subject_ref=str(message["subject_ref"]),
             decision=message.get("decision"),
             body=body,
+            reason_code=message.get("reason_code"),
+            wat=message.get("wat"),
         )
 
     async def ack(self, message_ids: Sequence[int]) -> list[int]:

@@ -1,22 +1,25 @@
 """Who may take part in an exchange step: pure, deny-by-default checks (PROTOCOL §3).
 
 Each check returns the first `DenyCode` that applies, in the protocol's order of
-precedence, or None. They take everything they need as arguments (including
-`now_ms`) and do no I/O, so they can run inside a storage job and in tests alike.
+precedence, or None. Facts that live in storage (is there an accession to the
+protocol in force? a valid declaration for this case?) are looked up by the
+caller and passed in, together with everything else; nothing here does I/O.
 
-Membership in this release: an organisation of role `zvh` or `partner` is a member
-while its registration is active. Accessions to the privacy protocol (the Policy
-issue) will narrow `is_member`. An `incidental` organisation needs a valid
-geheimhoudingsverklaring for the case; until declarations can be recorded none is
-valid, so incidental partners receive nothing (fail closed).
+- An organisation of role `zvh` or `partner` is a member while its registration is
+  active and it has an unrevoked accession to the privacy protocol in force.
+- An organisation of role `incidental` takes part in a case only with a valid
+  geheimhoudingsverklaring for that case.
+- Everybody must be a participant of the case (purpose binding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import DenyCode
+
+MEMBER_ROLES = frozenset({"zvh", "partner"})
+EXCHANGE_ROLES = MEMBER_ROLES | {"incidental"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,8 @@ class Party:
     org: str
     role: str
     status: str
+    accession: bool = False  # an unrevoked accession to the protocol in force
+    declaration: bool = False  # a valid declaration for the case at hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,50 +37,47 @@ class CaseView:
     participants: frozenset[str]
 
 
-HasDeclaration = Callable[[str, str, int], bool]  # (org, case_ref, now_ms) -> bool
-
-
-def no_declarations(org: str, case_ref: str, now_ms: int) -> bool:
-    """The declaration register before declarations exist: nobody has one."""
-    return False
-
-
 def membership(party: Party) -> DenyCode | None:
-    if party.role in ("zvh", "partner") and party.status != "active":
-        return DenyCode.NOT_A_MEMBER
-    if party.role not in ("zvh", "partner", "incidental"):
+    """The sender's role and membership: forbidden-role, then not-a-member."""
+    if party.role not in EXCHANGE_ROLES:
         return DenyCode.FORBIDDEN_ROLE
+    if party.role in MEMBER_ROLES and (party.status != "active" or not party.accession):
+        return DenyCode.NOT_A_MEMBER
     return None
 
 
-def case_access(
-    party: Party, case: CaseView, now_ms: int, has_declaration: HasDeclaration
-) -> DenyCode | None:
+def case_access(party: Party, case: CaseView) -> DenyCode | None:
     """declaration-required, then not-a-participant (sender and recipients alike)."""
-    if party.role == "incidental" and (
-        party.status != "active" or not has_declaration(party.org, case.case_ref, now_ms)
-    ):
+    if party.role == "incidental" and (party.status != "active" or not party.declaration):
         return DenyCode.DECLARATION_REQUIRED
     if party.org not in case.participants:
         return DenyCode.NOT_A_PARTICIPANT
     return None
 
 
-def recipient_access(
-    party: Party, case: CaseView, now_ms: int, has_declaration: HasDeclaration
-) -> DenyCode | None:
+def recipient_access(party: Party, case: CaseView) -> DenyCode | None:
     """The recipients' checks, in order: not-a-member, declaration-required, not-a-participant."""
-    if party.role in ("zvh", "partner") and party.status != "active":
-        return DenyCode.NOT_A_MEMBER
-    if party.role not in ("zvh", "partner", "incidental"):
+    if party.role not in EXCHANGE_ROLES:
         return DenyCode.NOT_A_PARTICIPANT
-    return case_access(party, case, now_ms, has_declaration)
+    if party.role in MEMBER_ROLES and (party.status != "active" or not party.accession):
+        return DenyCode.NOT_A_MEMBER
+    return case_access(party, case)
 
 
 def may_manage_cases(party: Party) -> DenyCode | None:
-    """Only the region's ZVH organisation registers, extends and closes cases."""
+    """Only the region's ZVH organisation, as a member, registers and closes cases."""
     if party.role != "zvh":
         return DenyCode.FORBIDDEN_ROLE
-    if party.status != "active":
+    if party.status != "active" or not party.accession:
         return DenyCode.NOT_A_MEMBER
     return None
+
+
+def may_accede(party: Party) -> DenyCode | None:
+    """Accessions are signed by the region's ZVH and its partners."""
+    return None if party.role in MEMBER_ROLES else DenyCode.FORBIDDEN_ROLE
+
+
+def may_declare(party: Party) -> DenyCode | None:
+    """Declarations are signed by incidental partners."""
+    return None if party.role == "incidental" else DenyCode.FORBIDDEN_ROLE

@@ -9,16 +9,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.config import Settings, render_hub_config
+from gateway.crypto.encoding import sha256
 from gateway.crypto.keys import OrgKeys, PublicKeys, kid_of
 from gateway.errors import ConfigError
 from gateway.ledger.checkpoint import origin_for
 from gateway.ledger.verify import VerifyReport, verify_ledger
+from gateway.policy.rules import default_policy_text, load_policy
 from gateway.services import retention
+from gateway.services.explain import explain_wat
 from gateway.storage import stores
-from gateway.storage.database import offline_transaction, read_ledger_file
+from gateway.storage.database import offline_read, offline_transaction, read_ledger_file
 from gateway.storage.records import OrgRecord
 
 
@@ -47,6 +51,7 @@ def init_hub(
     keys = OrgKeys.generate(org)
     key_file = directory / "keys" / f"{org}.key.json"
     keys.save(key_file)
+    (directory / "policy.toml").write_text(default_policy_text(), encoding="utf-8")
     config.write_text(
         render_hub_config(org=org, host=host, port=port, metrics_port=metrics_port),
         encoding="utf-8",
@@ -127,7 +132,7 @@ def add_partner(
 
 
 def list_partners(settings: Settings) -> list[OrgRecord]:
-    with offline_transaction(settings.node.database) as tx:
+    with offline_read(settings.node.database) as tx:
         return stores.list_orgs(tx)
 
 
@@ -158,3 +163,69 @@ def purge_offline(settings: Settings, clock: Clock, *, dry_run: bool) -> retenti
         if dry_run:
             return retention.plan(tx, settings.retention, clock.now_ms())
         return retention.execute(tx, settings.retention, clock.now_ms(), actor=settings.node.org)
+
+
+def publish_protocol(
+    settings: Settings,
+    clock: Clock,
+    *,
+    text: bytes,
+    title: str,
+    themes: list[str],
+    protocol_id: str | None = None,
+    valid_from_ms: int | None = None,
+    valid_until_ms: int | None = None,
+) -> stores.ProtocolRecord:
+    """Publish a new version of the region's privacy protocol (partners must accede anew)."""
+    policy = load_policy(settings.node.policy_file)
+    unknown = [t for t in themes if t not in policy.themes]
+    if unknown:
+        raise ConfigError(f"themes not in the policy file: {', '.join(unknown)}")
+    if not text.strip():
+        raise ConfigError("the protocol text is empty")
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the protocol text must be UTF-8") from exc
+    now = clock.now_ms()
+    with offline_transaction(settings.node.database) as tx:
+        existing = stores.list_protocols(tx)
+        version = max((p.version for p in existing), default=0) + 1
+        rec = stores.ProtocolRecord(
+            protocol_id=protocol_id or f"privacyprotocol-v{version}",
+            version=version,
+            title=title,
+            text=text,
+            text_sha256=sha256(text).hex(),
+            themes=tuple(themes),
+            valid_from_ms=now if valid_from_ms is None else valid_from_ms,
+            valid_until_ms=valid_until_ms,
+            published_ms=now,
+        )
+        if any(p.protocol_id == rec.protocol_id for p in existing):
+            raise ConfigError(f"protocol {rec.protocol_id} exists already")
+        stores.insert_protocol(tx, rec)
+        tx.append_ledger(
+            "protocol-published",
+            now,
+            {**rec.summary(), "hub": settings.node.org},
+            (settings.node.org,),
+        )
+    return rec
+
+
+def revoke_accession(settings: Settings, clock: Clock, protocol_id: str, org: str) -> bool:
+    now = clock.now_ms()
+    with offline_transaction(settings.node.database) as tx:
+        changed = stores.revoke_accession(tx, protocol_id, org, now)
+        if changed:
+            tx.append_ledger(
+                "accession-revoked", now, {"protocol_id": protocol_id, "org": org}, (org,)
+            )
+    return changed
+
+
+def explain(settings: Settings, clock: Clock, request: dict[str, Any]) -> dict[str, Any]:
+    policy = load_policy(settings.node.policy_file)
+    with offline_read(settings.node.database) as tx:
+        return explain_wat(tx, policy, request, clock.now_ms())

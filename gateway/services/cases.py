@@ -7,24 +7,23 @@ never written into ledger bodies.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.models import CaseCreate
-from gateway.policy.access import Party, may_manage_cases
+from gateway.policy.access import may_manage_cases
 from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.outcome import Done, Outcome, deny, settle
+from gateway.services.parties import party
 from gateway.storage import stores
 from gateway.storage.database import Database, Tx
 
 
-def party(auth: RequestAuth) -> Party:
-    return Party(auth.caller.org, auth.caller.role, auth.caller.status)
-
-
 class CaseService:
     def __init__(
-        self, db: Database, directory: Directory, clock: Clock, themes: tuple[str, ...]
+        self, db: Database, directory: Directory, clock: Clock, themes: Iterable[str]
     ) -> None:
         self._db = db
         self._directory = directory
@@ -54,7 +53,7 @@ class CaseService:
 
         def job(tx: Tx) -> Outcome:
             auth.persist(tx)
-            if code := may_manage_cases(party(auth)):
+            if code := may_manage_cases(party(tx, auth.caller, now)):
                 return deny(tx, code, action="register-case", org=auth.org, now_ms=now)
             if stores.get_case(tx, req.case_ref) is not None:
                 raise Conflict("A case with this case_ref exists.", code="case-exists")
@@ -98,7 +97,7 @@ class CaseService:
 
         def job(tx: Tx) -> Outcome:
             auth.persist(tx)
-            if code := may_manage_cases(party(auth)):
+            if code := may_manage_cases(party(tx, auth.caller, now)):
                 return deny(
                     tx, code, action="add-participant", org=auth.org, now_ms=now, case_ref=case_ref
                 )
@@ -129,7 +128,7 @@ class CaseService:
 
         def job(tx: Tx) -> Outcome:
             auth.persist(tx)
-            if code := may_manage_cases(party(auth)):
+            if code := may_manage_cases(party(tx, auth.caller, now)):
                 return deny(
                     tx, code, action="close-case", org=auth.org, now_ms=now, case_ref=case_ref
                 )

@@ -1,10 +1,11 @@
-"""The dat/wat broker: accept requests and answers, record them, deliver them.
+"""The dat/wat broker: accept requests and answers, decide, record, deliver.
 
-The hub never sees content: it checks each envelope's outer signature and
-binding (PROTOCOL §4), records SHA-256(enc || ct) in the ledger, and queues the
-envelope for the addressee. Checks run in the protocol's order of precedence
-(PROTOCOL §3); the ones that need stored state run inside the storage job, so
-the decision and its record are one atomic, durable step.
+The hub never sees content: it checks each envelope's outer signature and binding
+(PROTOCOL §4), records SHA-256(enc || ct) in the ledger, and queues the envelope
+for the addressee. Checks run in the protocol's order of precedence (PROTOCOL §3);
+the ones that need stored state run inside the storage job, so a decision and its
+record are one atomic, durable step, and a denial is in the ledger before the
+caller hears of it.
 """
 
 from __future__ import annotations
@@ -12,37 +13,55 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import Clock
 from gateway.crypto.canonical import canonical_sha256
 from gateway.crypto.envelope import payload_hash, verify_outer
 from gateway.errors import Conflict, DenyCode, EnvelopeError, InvalidRequest, NotFound
-from gateway.models import DAT_DECISIONS, Answer, DatRequest, Envelope, EnvelopeKind
-from gateway.policy.access import (
-    CaseView,
-    Party,
-    case_access,
-    membership,
-    no_declarations,
-    recipient_access,
+from gateway.models import (
+    DAT_DECISIONS,
+    WAT_DECISIONS,
+    Answer,
+    DatRequest,
+    Decision,
+    Envelope,
+    EnvelopeKind,
+    WatRequest,
 )
+from gateway.policy.access import CaseView, Party, case_access, membership, recipient_access
+from gateway.policy.decide import WatCase, decide_wat
+from gateway.policy.rules import Policy
 from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
+from gateway.services.parties import party
 from gateway.storage import stores
 from gateway.storage.database import Database, Tx
-from gateway.storage.records import ExchangeRecord, RecipientRecord
+from gateway.storage.ledger_store import LedgerRef
+from gateway.storage.records import CaseRecord, ExchangeRecord, RecipientRecord
 
 _PRECEDENCE = (DenyCode.NOT_A_MEMBER, DenyCode.DECLARATION_REQUIRED, DenyCode.NOT_A_PARTICIPANT)
+_HOUR_MS = 3_600_000
 
 
 def _bad(loc: list[str | int], msg: str) -> InvalidRequest:
     return InvalidRequest("The request does not validate.", errors=[{"loc": loc, "msg": msg}])
 
 
-def _compact(envelope: Envelope) -> str:
-    return json.dumps(envelope.model_dump(mode="json"), separators=(",", ":"))
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """The result of the sender's checks inside a job: the case, or a recorded denial."""
+
+    case: CaseRecord | None
+    view: CaseView | None
+    replay: Done | None = None
+    denied: Denied | None = None
 
 
 class ExchangeService:
@@ -51,11 +70,13 @@ class ExchangeService:
         db: Database,
         directory: Directory,
         clock: Clock,
+        policy: Policy,
         notify: Callable[[str], None],
     ) -> None:
         self._db = db
         self._directory = directory
         self._clock = clock
+        self._policy = policy
         self._notify = notify
 
     # -- checks without stored state (400, before anything else) ------------
@@ -94,9 +115,93 @@ class ExchangeService:
         if rec.encryption_kid != env.recipient_kid:
             raise _bad([*loc, "recipient_kid"], "is not the recipient's current encryption key")
 
-    def _party(self, org: str) -> Party | None:
+    def _recipient(self, tx: Tx, org: str, view: CaseView, now: int) -> DenyCode | None:
         rec = self._directory.get(org)
-        return None if rec is None else Party(rec.org, rec.role, rec.status)
+        if rec is None:
+            return DenyCode.NOT_A_PARTICIPANT
+        return recipient_access(party(tx, rec, now, view.case_ref), view)
+
+    # -- the sender's checks, shared by dat and wat ------------------------------
+
+    def _admit(
+        self,
+        tx: Tx,
+        auth: RequestAuth,
+        *,
+        action: str,
+        exchange_id: str,
+        case_ref: str,
+        body_hash: bytes,
+        now: int,
+    ) -> _Admitted:
+        """Idempotent replay, then forbidden-role / not-a-member, 404, 409 exchange-exists,
+        declaration-required / not-a-participant, 409 case-closed."""
+        auth.persist(tx)
+        existing = stores.get_exchange(tx, exchange_id)
+        if (
+            existing is not None
+            and existing.requester == auth.org
+            and existing.body_sha256 == body_hash
+        ):
+            return _Admitted(None, None, replay=Done(202, json.loads(existing.response)))
+        where = {"case_ref": case_ref, "exchange_id": exchange_id}
+        sender = party(tx, auth.caller, now, case_ref)
+        if code := membership(sender):
+            return _Admitted(
+                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
+            )
+        case = stores.get_case(tx, case_ref)
+        if case is None:
+            raise NotFound("Unknown case.")
+        if existing is not None:
+            raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
+        view = CaseView(case.case_ref, case.participants)
+        if code := case_access(sender, view):
+            return _Admitted(
+                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
+            )
+        if case.status == "closed":
+            raise Conflict("The case is closed.", code="case-closed")
+        return _Admitted(case, view)
+
+    def _deliver(
+        self,
+        tx: Tx,
+        *,
+        org: str,
+        kind: EnvelopeKind,
+        exchange_id: str,
+        sender: str,
+        case_ref: str,
+        subject_ref: str,
+        envelope: Envelope | None,
+        now: int,
+        decision: str | None = None,
+        reason_code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        env_json = None
+        if envelope is not None:
+            data = envelope.model_dump(mode="json")
+            if extra:
+                data = {"envelope": data, **extra}
+            env_json = _compact(data)
+        elif extra:
+            env_json = _compact({"envelope": None, **extra})
+        stores.enqueue(
+            tx,
+            org=org,
+            kind=kind.value,
+            exchange_id=exchange_id,
+            sender=sender,
+            case_ref=case_ref,
+            subject_ref=subject_ref,
+            decision=decision,
+            reason_code=reason_code,
+            envelope=env_json,
+            now_ms=now,
+        )
+        tx.on_commit(functools.partial(self._notify, org))
 
     # -- dat-request -----------------------------------------------------------
 
@@ -119,49 +224,36 @@ class ExchangeService:
                 raise _bad(["envelopes", i, "recipient"], "a request to yourself")
         body_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
-        sender = Party(auth.caller.org, auth.caller.role, auth.caller.status)
 
         def job(tx: Tx) -> Outcome:
-            auth.persist(tx)
-            existing = stores.get_exchange(tx, exchange_id)
-            if (
-                existing is not None
-                and existing.requester == auth.org
-                and existing.body_sha256 == body_hash
-            ):
-                return Done(202, json.loads(existing.response))
-            where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
-            if code := membership(sender):
-                return deny(tx, code, action="dat-request", org=auth.org, now_ms=now, **where)
-            case = stores.get_case(tx, req.case_ref)
-            if case is None:
-                raise NotFound("Unknown case.")
-            if existing is not None:
-                raise Conflict(
-                    "This exchange_id was used for another request.", code="exchange-exists"
-                )
-            view = CaseView(case.case_ref, case.participants)
-            if code := case_access(sender, view, now, no_declarations):
-                return deny(tx, code, action="dat-request", org=auth.org, now_ms=now, **where)
-            if case.status == "closed":
-                raise Conflict("The case is closed.", code="case-closed")
-            if req.subject_ref not in case.subjects:
+            admitted = self._admit(
+                tx,
+                auth,
+                action="dat-request",
+                exchange_id=exchange_id,
+                case_ref=req.case_ref,
+                body_hash=body_hash,
+                now=now,
+            )
+            if admitted.replay is not None:
+                return admitted.replay
+            if admitted.denied is not None:
+                return admitted.denied
+            assert admitted.case is not None
+            assert admitted.view is not None
+            if req.subject_ref not in admitted.case.subjects:
                 raise _bad(["subject_ref"], "is not a subject of this case")
             for i, env in enumerate(req.envelopes):
                 self._check_recipient_key(env, ["envelopes", i])
             delivered: list[Envelope] = []
             denied: list[tuple[str, DenyCode]] = []
             for env in req.envelopes:
-                party = self._party(env.recipient)
-                code = (
-                    DenyCode.NOT_A_PARTICIPANT
-                    if party is None
-                    else recipient_access(party, view, now, no_declarations)
-                )
+                code = self._recipient(tx, env.recipient, admitted.view, now)
                 if code is None:
                     delivered.append(env)
                 else:
                     denied.append((env.recipient, code))
+            where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
             if not delivered:
                 refs = tuple(
                     record_denial(
@@ -217,7 +309,7 @@ class ExchangeService:
             },
             (auth.org, *hashes),
         )
-        refs = [ref]
+        refs: list[LedgerRef] = [ref]
         for org, code in denied:
             refs.append(
                 record_denial(
@@ -246,7 +338,7 @@ class ExchangeService:
                 req.subject_ref,
                 auth.org,
                 body_hash,
-                json.dumps(response, separators=(",", ":")),
+                _compact(response),
                 now,
             ),
         )
@@ -271,23 +363,213 @@ class ExchangeService:
             ],
         )
         for env in delivered:
-            stores.enqueue(
+            self._deliver(
                 tx,
                 org=env.recipient,
-                kind=EnvelopeKind.DAT_REQUEST.value,
+                kind=EnvelopeKind.DAT_REQUEST,
                 exchange_id=exchange_id,
                 sender=auth.org,
                 case_ref=req.case_ref,
                 subject_ref=req.subject_ref,
-                decision=None,
-                reason_code=None,
-                envelope=_compact(env),
-                now_ms=now,
+                envelope=env,
+                now=now,
             )
-            tx.on_commit(functools.partial(self._notify, env.recipient))
         return Done(202, response)
 
+    # -- wat-request -----------------------------------------------------------
+
+    async def submit_wat(self, auth: RequestAuth, req: WatRequest, raw: dict[str, Any]) -> Done:
+        env = req.envelope
+        exchange_id = env.exchange_id
+        self._check_binding(
+            env,
+            ["envelope"],
+            kind=EnvelopeKind.WAT_REQUEST,
+            exchange_id=exchange_id,
+            case_ref=req.case_ref,
+            subject_ref=req.subject_ref,
+        )
+        self._check_signature(auth, env, ["envelope"])
+        if env.recipient != req.holder:
+            raise _bad(["envelope", "recipient"], "is not the holder")
+        if req.holder == auth.org:
+            raise _bad(["holder"], "a request to yourself")
+        if len(set(req.categories)) != len(req.categories):
+            raise _bad(["categories"], "a category is repeated")
+        body_hash = canonical_sha256(raw)
+        basis = req.legal_basis.model_dump(mode="json", exclude_none=True)
+        now = self._clock.now_ms()
+
+        def job(tx: Tx) -> Outcome:
+            admitted = self._admit(
+                tx,
+                auth,
+                action="wat-request",
+                exchange_id=exchange_id,
+                case_ref=req.case_ref,
+                body_hash=body_hash,
+                now=now,
+            )
+            if admitted.replay is not None:
+                return admitted.replay
+            if admitted.denied is not None:
+                return admitted.denied
+            assert admitted.case is not None
+            assert admitted.view is not None
+            case = admitted.case
+            if req.subject_ref not in case.subjects:
+                raise _bad(["subject_ref"], "is not a subject of this case")
+            self._check_recipient_key(env, ["envelope"])
+            where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
+            if code := self._recipient(tx, req.holder, admitted.view, now):
+                return Denied(
+                    code,
+                    DETAILS[code],
+                    (
+                        record_denial(
+                            tx,
+                            code=code,
+                            action="wat-request",
+                            org=auth.org,
+                            now_ms=now,
+                            subject_org=req.holder,
+                            **where,
+                        ),
+                    ),
+                )
+            decision = decide_wat(
+                self._policy,
+                WatCase(
+                    theme=case.theme,
+                    requester_domain=auth.caller.domain,
+                    categories=tuple(req.categories),
+                    legal_basis=basis,
+                    dat_known=stores.dat_known(tx, req.case_ref, req.subject_ref, req.holder),
+                ),
+            )
+            if not decision.allowed:
+                assert decision.code is not None
+                ref = tx.append_ledger(
+                    "denied",
+                    now,
+                    {
+                        "action": "wat-request",
+                        "code": decision.code.value,
+                        "org": auth.org,
+                        "denied_org": req.holder,
+                        "rule": decision.rule,
+                        "detail": decision.detail,
+                        "categories": list(req.categories),
+                        "legal_basis": basis,
+                        **where,
+                    },
+                    (auth.org, req.holder),
+                )
+                return Denied(decision.code, f"{DETAILS[decision.code]} {decision.detail}.", (ref,))
+            deadline = now + decision.deadline_hours * _HOUR_MS
+            digest = payload_hash(env.model_dump(mode="json"))
+            ref = tx.append_ledger(
+                "wat-request",
+                now,
+                {
+                    **where,
+                    "subject_ref": req.subject_ref,
+                    "requester": auth.org,
+                    "holder": req.holder,
+                    "theme": case.theme,
+                    "categories": list(req.categories),
+                    "purpose": req.purpose,
+                    "processing_activity": req.processing_activity,
+                    "legal_basis": basis,
+                    "rule": decision.rule,
+                    "deadline_ms": deadline,
+                    "payload_sha256": digest.hex(),
+                    "request_sha256": body_hash.hex(),
+                },
+                (auth.org, req.holder),
+            )
+            response = {
+                "exchange_id": exchange_id,
+                "delivered": [req.holder],
+                "denied": [],
+                "deadline_ms": deadline,
+                "rule": decision.rule,
+                "ledger": [ref.to_json()],
+            }
+            stores.insert_exchange(
+                tx,
+                ExchangeRecord(
+                    exchange_id,
+                    "wat",
+                    req.case_ref,
+                    req.subject_ref,
+                    auth.org,
+                    body_hash,
+                    _compact(response),
+                    now,
+                ),
+            )
+            stores.insert_recipients(
+                tx,
+                [
+                    RecipientRecord(
+                        exchange_id, req.holder, "delivered", digest, None, None, None, None
+                    )
+                ],
+            )
+            stores.insert_wat(
+                tx,
+                exchange_id=exchange_id,
+                holder=req.holder,
+                categories=req.categories,
+                purpose=req.purpose,
+                processing_activity=req.processing_activity,
+                legal_basis=basis,
+                rule=decision.rule,
+                manual_release=decision.manual_release,
+                deadline_ms=deadline,
+            )
+            self._deliver(
+                tx,
+                org=req.holder,
+                kind=EnvelopeKind.WAT_REQUEST,
+                exchange_id=exchange_id,
+                sender=auth.org,
+                case_ref=req.case_ref,
+                subject_ref=req.subject_ref,
+                envelope=env,
+                now=now,
+                extra={
+                    "wat": {
+                        "categories": list(req.categories),
+                        "purpose": req.purpose,
+                        "processing_activity": req.processing_activity,
+                        "legal_basis": basis,
+                        "deadline_ms": deadline,
+                        "manual_release": decision.manual_release,
+                    }
+                },
+            )
+            return Done(202, response)
+
+        return settle(await self._db.write("wat_request", job))
+
     # -- answers ---------------------------------------------------------------
+
+    def _check_decision(self, kind: str, ans: Answer) -> EnvelopeKind:
+        if kind == "dat":
+            if ans.decision not in DAT_DECISIONS:
+                raise _bad(["decision"], "a dat-request is answered known or not-known")
+            return EnvelopeKind.DAT_ANSWER
+        if ans.decision not in WAT_DECISIONS:
+            raise _bad(["decision"], "a wat-request is answered release, partial or refuse")
+        if ans.decision in (Decision.PARTIAL, Decision.REFUSE) and ans.reason_code is None:
+            raise _bad(["reason_code"], "partial and refuse need a reason code")
+        if ans.reason_code is not None and ans.reason_code not in self._policy.reason_codes:
+            raise _bad(["reason_code"], "not one of the policy's reason codes")
+        if ans.decision in (Decision.RELEASE, Decision.PARTIAL) and ans.envelope is None:
+            raise _bad(["envelope"], "a release carries the released information")
+        return EnvelopeKind.WAT_ANSWER
 
     async def answer(
         self, auth: RequestAuth, exchange_id: str, ans: Answer, raw: dict[str, Any]
@@ -298,7 +580,6 @@ class ExchangeService:
             self._check_signature(auth, ans.envelope, ["envelope"])
         answer_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
-        sender = Party(auth.caller.org, auth.caller.role, auth.caller.status)
 
         def job(tx: Tx) -> Outcome:
             auth.persist(tx)
@@ -312,46 +593,63 @@ class ExchangeService:
                 raise Conflict(
                     "This exchange was already answered differently.", code="exchange-exists"
                 )
-            if exchange.kind == "dat" and ans.decision not in DAT_DECISIONS:
-                raise _bad(["decision"], "a dat-request is answered known or not-known")
+            env_kind = self._check_decision(exchange.kind, ans)
             if ans.envelope is not None:
                 self._check_binding(
                     ans.envelope,
                     ["envelope"],
-                    kind=EnvelopeKind.DAT_ANSWER,
+                    kind=env_kind,
                     exchange_id=exchange_id,
                     case_ref=exchange.case_ref,
                     subject_ref=exchange.subject_ref,
                 )
+            action = env_kind.value
             where = {"case_ref": exchange.case_ref, "exchange_id": exchange_id}
+            sender = party(tx, auth.caller, now, exchange.case_ref)
             if code := membership(sender):
-                return deny(tx, code, action="dat-answer", org=auth.org, now_ms=now, **where)
+                return deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
             case = stores.get_case(tx, exchange.case_ref)
             assert case is not None  # exchanges reference cases (foreign key)
             view = CaseView(case.case_ref, case.participants)
-            if code := case_access(sender, view, now, no_declarations):
-                return deny(tx, code, action="dat-answer", org=auth.org, now_ms=now, **where)
+            if code := case_access(sender, view):
+                return deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
             if case.status == "closed":
                 raise Conflict("The case is closed.", code="case-closed")
             if ans.envelope is not None:
                 if ans.envelope.recipient != exchange.requester:
                     raise _bad(["envelope", "recipient"], "answers go to the requester")
                 self._check_recipient_key(ans.envelope, ["envelope"])
-            env_hash = (
+            # The requester must still be allowed to receive (membership, declaration).
+            if code := self._recipient(tx, exchange.requester, view, now):
+                return Denied(
+                    code,
+                    DETAILS[code],
+                    (
+                        record_denial(
+                            tx,
+                            code=code,
+                            action=action,
+                            org=auth.org,
+                            now_ms=now,
+                            subject_org=exchange.requester,
+                            **where,
+                        ),
+                    ),
+                )
+            digest = (
                 None if ans.envelope is None else payload_hash(ans.envelope.model_dump(mode="json"))
             )
             ref = tx.append_ledger(
-                "dat-answer",
+                action,
                 now,
                 {
-                    "exchange_id": exchange_id,
-                    "case_ref": exchange.case_ref,
+                    **where,
                     "subject_ref": exchange.subject_ref,
                     "from": auth.org,
                     "to": exchange.requester,
                     "decision": ans.decision.value,
                     "reason_code": ans.reason_code,
-                    "payload_sha256": None if env_hash is None else env_hash.hex(),
+                    "payload_sha256": None if digest is None else digest.hex(),
                 },
                 (auth.org, exchange.requester),
             )
@@ -362,23 +660,37 @@ class ExchangeService:
                 org=auth.org,
                 decision=ans.decision.value,
                 answer_sha256=answer_hash,
-                response=json.dumps(response, separators=(",", ":")),
+                response=_compact(response),
                 now_ms=now,
             )
-            stores.enqueue(
+            if exchange.kind == "wat":
+                stores.wat_decided(tx, exchange_id, now)
+            self._deliver(
                 tx,
                 org=exchange.requester,
-                kind=EnvelopeKind.DAT_ANSWER.value,
+                kind=env_kind,
                 exchange_id=exchange_id,
                 sender=auth.org,
                 case_ref=exchange.case_ref,
                 subject_ref=exchange.subject_ref,
+                envelope=ans.envelope,
+                now=now,
                 decision=ans.decision.value,
                 reason_code=ans.reason_code,
-                envelope=None if ans.envelope is None else _compact(ans.envelope),
-                now_ms=now,
             )
-            tx.on_commit(lambda: self._notify(exchange.requester))
             return Done(202, response)
 
-        return settle(await self._db.write("dat_answer", job))
+        return settle(await self._db.write("answer", job))
+
+    async def overdue(self, auth: RequestAuth) -> list[dict[str, Any]]:
+        now = self._clock.now_ms()
+        return await self._db.read(
+            "wat_overdue", functools.partial(_overdue, org=auth.org, now=now)
+        )
+
+
+def _overdue(tx: Tx, *, org: str, now: int) -> list[dict[str, Any]]:
+    return stores.overdue_wat(tx, org, now)
+
+
+__all__ = ["ExchangeService", "Party"]

@@ -65,7 +65,13 @@ def message_json(msg: InboxMessage) -> dict[str, Any]:
     if msg.reason_code is not None:
         out["reason_code"] = msg.reason_code
     if msg.envelope is not None:
-        out["envelope"] = json.loads(msg.envelope)
+        stored = json.loads(msg.envelope)
+        if "v" in stored:  # a bare envelope
+            out["envelope"] = stored
+        else:  # an envelope with metadata the hub checked (e.g. a wat-request's basis)
+            if stored.get("envelope") is not None:
+                out["envelope"] = stored["envelope"]
+            out.update({k: v for k, v in stored.items() if k != "envelope"})
     return out
 
 

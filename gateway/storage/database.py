@@ -334,6 +334,20 @@ def read_ledger_file(path: Path) -> tuple[list[StoredCheckpoint], Iterator[Ledge
 
 
 @contextlib.contextmanager
+def offline_read(path: Path) -> Iterator[Tx]:
+    """A read-only snapshot for offline tools; takes no write lock."""
+    if not path.exists():
+        raise StorageError(f"no such database: {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        yield Tx(conn, None)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
 def offline_transaction(path: Path) -> Iterator[Tx]:
     """One write transaction for an offline tool; safe while the hub is serving
     (SQLite's write lock serialises it with the hub's group commits)."""

@@ -247,6 +247,11 @@ def purge_case_data(conn: sqlite3.Connection, case_refs: Sequence[str]) -> None:
     for ref in case_refs:
         conn.execute("DELETE FROM inbox WHERE case_ref = ?", (ref,))
         conn.execute(
+            "DELETE FROM wat_requests WHERE exchange_id IN"
+            " (SELECT exchange_id FROM exchanges WHERE case_ref = ?)",
+            (ref,),
+        )
+        conn.execute(
             "DELETE FROM exchange_recipients WHERE exchange_id IN"
             " (SELECT exchange_id FROM exchanges WHERE case_ref = ?)",
             (ref,),

@@ -22,6 +22,7 @@ from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import ConfigError
 from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.policy.rules import load_policy
 from gateway.services import retention
 from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.cases import CaseService
@@ -29,12 +30,14 @@ from gateway.services.directory import Directory
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
 from gateway.services.ledger import LedgerService
+from gateway.services.membership import MembershipService
 from gateway.storage import stores
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
 from gateway.web.hub_routes import routes
 from gateway.web.ledger_routes import routes as ledger_routes
+from gateway.web.policy_routes import routes as policy_routes
 from gateway.web.state import HUB, Hub
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ def build_hub(
         raise ConfigError(
             f"key file {settings.node.key_file} is for {keys.org!r}, not {settings.node.org!r}"
         )
+    policy = load_policy(settings.node.policy_file)
     db = Database(settings.node.database, batch_max=settings.hub.write_batch_max, observer=metrics)
     directory = Directory(db, clock, refresh_s=settings.hub.directory_refresh_s)
     replay = ReplayCache()
@@ -71,8 +75,8 @@ def build_hub(
             window_s=settings.hub.nonce_window_s,
         ),
         waiters=waiters,
-        cases=CaseService(db, directory, clock, settings.hub.themes),
-        exchanges=ExchangeService(db, directory, clock, waiters.notify),
+        cases=CaseService(db, directory, clock, policy.themes),
+        exchanges=ExchangeService(db, directory, clock, policy, waiters.notify),
         inbox=InboxService(
             db,
             clock,
@@ -80,6 +84,8 @@ def build_hub(
             visibility_s=settings.hub.inbox_visibility_timeout_s,
             max_wait_s=settings.hub.inbox_max_wait_s,
         ),
+        membership=MembershipService(db, directory, clock, settings.node.org),
+        policy=policy,
         ledger=LedgerService(
             db,
             keys,
@@ -214,6 +220,7 @@ def make_app(hub: Hub) -> web.Application:
     app[HUB] = hub
     app.add_routes(routes)
     app.add_routes(ledger_routes)
+    app.add_routes(policy_routes)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

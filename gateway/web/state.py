@@ -10,12 +10,14 @@ from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
 from gateway.metrics import Metrics
+from gateway.policy.rules import Policy
 from gateway.services.auth import Authenticator, ReplayCache, RequestAuth
 from gateway.services.cases import CaseService
 from gateway.services.directory import Directory
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
 from gateway.services.ledger import LedgerService
+from gateway.services.membership import MembershipService
 from gateway.storage.database import Database
 
 
@@ -36,6 +38,8 @@ class Hub:
     exchanges: ExchangeService
     inbox: InboxService
     ledger: LedgerService
+    membership: MembershipService
+    policy: Policy
     ready: bool = False
 
 

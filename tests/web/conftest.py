@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.web.hub_app import HubServer, build_hub
-from tests.conftest import Network, free_port, make_hub_dir
+from tests.conftest import Network, accede_all, free_port, make_hub_dir
 from tests.web.helpers import Wire
 
 
@@ -54,6 +54,7 @@ async def run_hub(
     net = Network(f"http://127.0.0.1:{settings.http.port}", settings, server.hub, keys)
     running = RunningHub(net, server, Wire(net.url, settings.authority))
     try:
+        await accede_all(net)
         yield running
     finally:
         await running.wire.close()
