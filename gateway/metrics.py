@@ -97,6 +97,27 @@ class Metrics:
             registry=r,
         )
 
+        self.wat_pending = Gauge(
+            "zvh_gateway_wat_requests_pending",
+            "wat-requests awaiting the holder's decision",
+            registry=r,
+        )
+        self.wat_overdue = Gauge(
+            "zvh_gateway_wat_requests_overdue",
+            "wat-requests past their decision deadline",
+            registry=r,
+        )
+        self.checkpoint_time = Gauge(
+            "zvh_gateway_ledger_checkpoint_timestamp_seconds",
+            "When the latest checkpoint was signed",
+            registry=r,
+        )
+        self.checkpoint_size = Gauge(
+            "zvh_gateway_ledger_checkpoint_size_entries",
+            "Tree size of the latest signed checkpoint",
+            registry=r,
+        )
+
     # TxObserver
     def observe_transaction(self, name: str, seconds: float, ok: bool) -> None:
         self.db_tx.labels(name, "true" if ok else "false").observe(seconds)

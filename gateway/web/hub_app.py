@@ -117,6 +117,10 @@ def _prune(tx: Tx, *, now_ms: int, acked_before_ms: int) -> None:
     stores.prune(tx, now_ms, acked_before_ms)
 
 
+def _wat_backlog(tx: Tx, *, now_ms: int) -> tuple[int, int]:
+    return stores.wat_backlog(tx, now_ms)
+
+
 async def _maintenance(hub: Hub) -> None:
     """Prune expired nonces and old acknowledged messages; publish backlog gauges."""
     while True:
@@ -127,6 +131,15 @@ async def _maintenance(hub: Hub) -> None:
             await hub.db.write(
                 "prune", functools.partial(_prune, now_ms=now, acked_before_ms=now - 86_400_000)
             )
+            pending, overdue = await hub.db.read(
+                "wat_backlog", functools.partial(_wat_backlog, now_ms=now)
+            )
+            hub.metrics.wat_pending.set(pending)
+            hub.metrics.wat_overdue.set(overdue)
+            head = hub.ledger.head
+            if head is not None:
+                hub.metrics.checkpoint_time.set(head.time_ms / 1000)
+                hub.metrics.checkpoint_size.set(head.size)
             backlog = await hub.db.read("inbox_backlog", stores.inbox_backlog)
             known = set(hub.directory.orgs)
             for org in known:

@@ -58,6 +58,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         return await handler(request)
     except ProblemError as exc:
+        if exc.status == 403:
+            request.app[HUB].metrics.policy_decisions.labels("deny", exc.code).inc()
         if isinstance(exc, Unauthenticated):
             log.info(
                 "request not authenticated", extra={"reason": exc.reason, "route": _route(request)}
@@ -81,6 +83,17 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# Exchange steps by route template (a closed set), for the step counters.
+STEP_ROUTES = {
+    "/api/v1/dat-requests": "dat-request",
+    "/api/v1/wat-requests": "wat-request",
+    "/api/v1/exchanges/{exchange_id}/answers": "answer",
+    "/api/v1/cases": "case-register",
+    "/api/v1/protocols/{protocol_id}/accessions": "accession",
+    "/api/v1/declarations": "declaration",
+}
+
+
 @web.middleware
 async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.monotonic()
@@ -94,6 +107,12 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = _route(request)
         m.http_requests.labels(route, request.method, str(status)).inc()
         m.http_latency.labels(route, request.method).observe(time.monotonic() - start)
+        step = STEP_ROUTES.get(route) if request.method == "POST" else None
+        if step is not None:
+            outcome = "accepted" if status < 300 else ("denied" if status == 403 else "error")
+            m.exchanges.labels(step, outcome).inc()
+            if status < 300:
+                m.policy_decisions.labels("allow", "").inc()
 
 
 @web.middleware
