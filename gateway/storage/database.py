@@ -18,6 +18,7 @@ SQLite calls on the event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import sqlite3
@@ -180,6 +181,16 @@ class Database:
     # -- the writer ------------------------------------------------------
 
     async def _run(self) -> None:
+        """Collect queued jobs into batches and keep the database thread busy.
+
+        Up to two batches are in flight: while one commits on the database thread, the
+        next is already queued behind it, so the thread never idles waiting for the
+        event loop to hand over work. The thread runs them strictly in order, and the
+        results are settled in the same order.
+        """
+        assert self._writer is not None
+        writer = self._writer
+        inflight: collections.deque[asyncio.Task[None]] = collections.deque()
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -195,14 +206,25 @@ class Database:
                     stopping = True
                     break
                 batch.append(nxt)
-            await self._commit_batch(batch)
+            submitted = asyncio.ensure_future(
+                _on_thread(writer, self._run_batch, writer._conn, batch)
+            )
+            previous = inflight[-1] if inflight else None
+            inflight.append(asyncio.create_task(self._commit_batch(batch, submitted, previous)))
+            if len(inflight) >= 2:
+                await inflight.popleft()
+        while inflight:
+            await inflight.popleft()
 
-    async def _commit_batch(self, batch: list[_Job[Any]]) -> None:
-        assert self._writer is not None
-        writer = self._writer
+    async def _commit_batch(
+        self,
+        batch: list[_Job[Any]],
+        submitted: asyncio.Future[list[tuple[bool, Any, Tx]]],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
         start = time.monotonic()
         try:
-            outcomes = await _on_thread(writer, self._run_batch, writer._conn, batch)
+            outcomes = await submitted
         except Exception as exc:  # the COMMIT itself failed: nothing in the batch is durable
             log.error(
                 "group commit failed", extra={"jobs": len(batch), "error": type(exc).__name__}
@@ -212,6 +234,8 @@ class Database:
                     job.future.set_exception(StorageError("the database write failed"))
             return
         elapsed = time.monotonic() - start
+        if previous is not None:
+            await previous  # settle in commit order (ledger listeners see indexes in order)
         refs: list[LedgerRef] = []
         for job, (ok, value, tx) in zip(batch, outcomes, strict=True):
             if self._observer is not None:

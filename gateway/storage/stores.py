@@ -102,25 +102,17 @@ def _bump_directory(tx: Tx) -> None:
 
 
 def get_case(tx: Tx, case_ref: str) -> CaseRecord | None:
+    # One statement (not three): this runs inside every exchange step's job.
     row = tx.conn.execute(
-        "SELECT case_ref, theme, status, registered_by, created_ms, closed_ms, close_ledger"
-        " FROM cases WHERE case_ref = ?",
+        "SELECT case_ref, theme, status, registered_by, created_ms, closed_ms, close_ledger,"
+        " (SELECT json_group_array(org) FROM case_participants p WHERE p.case_ref = c.case_ref),"
+        " (SELECT json_group_object(subject_ref, pid) FROM case_subjects s"
+        "  WHERE s.case_ref = c.case_ref)"
+        " FROM cases c WHERE case_ref = ?",
         (case_ref,),
     ).fetchone()
     if row is None:
         return None
-    participants = frozenset(
-        r[0]
-        for r in tx.conn.execute(
-            "SELECT org FROM case_participants WHERE case_ref = ?", (case_ref,)
-        ).fetchall()
-    )
-    subjects = {
-        r[0]: r[1]
-        for r in tx.conn.execute(
-            "SELECT subject_ref, pid FROM case_subjects WHERE case_ref = ?", (case_ref,)
-        ).fetchall()
-    }
     return CaseRecord(
         case_ref=row[0],
         theme=row[1],
@@ -129,8 +121,8 @@ def get_case(tx: Tx, case_ref: str) -> CaseRecord | None:
         created_ms=row[4],
         closed_ms=row[5],
         close_ledger=row[6],
-        participants=participants,
-        subjects=subjects,
+        participants=frozenset(json.loads(row[7])),
+        subjects=dict(json.loads(row[8])),
     )
 
 
