@@ -7,16 +7,23 @@ against a hub's database read-only, without recording anything.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from gateway.errors import DenyCode
+from gateway.models import LegalBasis
 from gateway.policy.access import CaseView, case_access, membership, recipient_access
 from gateway.policy.decide import WatCase, decide_wat
 from gateway.policy.rules import Policy
 from gateway.services.parties import party
 from gateway.storage import stores
 from gateway.storage.database import Tx
+
+_CATEGORY = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 
 
 def _deny(code: DenyCode, rule: str, detail: str) -> dict[str, Any]:
@@ -32,6 +39,21 @@ def explain_wat(tx: Tx, policy: Policy, request: Mapping[str, Any], now_ms: int)
     sender = orgs.get(str(request.get("requester", "")))
     if sender is None or sender.status != "active":
         return _error(401, "unauthenticated", "the requester is not a registered organisation")
+    # The hub's 400 checks on the request itself come before any 403 (PROTOCOL §3).
+    try:
+        LegalBasis.model_validate_json(json.dumps(request.get("legal_basis") or {}))
+    except ValidationError:
+        return _error(400, "invalid-request", "legal_basis does not validate")
+    categories = request.get("categories")
+    if (
+        not isinstance(categories, list)
+        or not categories
+        or not all(isinstance(c, str) and _CATEGORY.fullmatch(c) for c in categories)
+        or len(set(categories)) != len(categories)
+    ):
+        return _error(400, "invalid-request", "categories must be distinct category names")
+    if request.get("holder") == sender.org:
+        return _error(400, "invalid-request", "a request to yourself")
     case_ref = str(request.get("case_ref", ""))
     me = party(tx, sender, now_ms, case_ref)
     if code := membership(me):

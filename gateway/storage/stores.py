@@ -606,6 +606,7 @@ def overdue_wat(tx: Tx, org: str, now_ms: int) -> list[dict[str, Any]]:
         "SELECT w.exchange_id, e.case_ref, e.subject_ref, e.requester, w.holder,"
         " w.deadline_ms, e.created_ms FROM wat_requests w"
         " JOIN exchanges e ON e.exchange_id = w.exchange_id"
+        " JOIN cases c ON c.case_ref = e.case_ref AND c.status = 'open'"
         " WHERE w.decided_ms IS NULL AND w.deadline_ms < ? AND (e.requester = ? OR w.holder = ?)"
         " ORDER BY w.deadline_ms",
         (now_ms, org, org),
