@@ -52,12 +52,6 @@ COMPLETE = "legal-basis.complete"
 WITHOUT_GGZ = ("zvh-test", "politie-test", "vt-test")
 WITH_GGZ = ("politie-test", "vt-test", "ggz-test")
 WITH_WOON = ("politie-test", "vt-test", "woon-test")
-EXPLAIN_SKIPS_400 = (
-    "gateway/services/explain.py explain_wat skips the request checks the hub makes before"
-    " its storage job (gateway/services/exchange.py submit_wat: holder == requester,"
-    " a repeated category; and the WatRequest/LegalBasis schema), so it explains as allowed"
-    " or denied a wat-request the hub refuses with 400 invalid-request"
-)
 
 
 @dataclass(frozen=True, slots=True)
