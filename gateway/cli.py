@@ -242,9 +242,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if overrides:
         settings = settings.model_copy(update={"http": settings.http.model_copy(update=overrides)})
     _setup_logging(settings.node.log_level)
-    # The database thread runs many short GIL-holding steps between SQLite calls; with
-    # the default 5 ms switch interval it waits behind the event loop for each one.
-    sys.setswitchinterval(0.0005)
 
     async def run() -> None:
         server = HubServer(build_hub(settings))

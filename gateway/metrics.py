@@ -79,6 +79,19 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.db_job = Histogram(
+            "zvh_gateway_storage_job_run_seconds",
+            "Time a named job itself takes on the database thread",
+            ["name"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+            registry=r,
+        )
+        self.db_commit = Histogram(
+            "zvh_gateway_storage_commit_seconds",
+            "Duration of COMMIT (the fsync)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+            registry=r,
+        )
         self.ledger_size = Gauge(
             "zvh_gateway_ledger_entries",
             "Entries in the ledger",
@@ -121,6 +134,12 @@ class Metrics:
     # TxObserver
     def observe_transaction(self, name: str, seconds: float, ok: bool) -> None:
         self.db_tx.labels(name, "true" if ok else "false").observe(seconds)
+
+    def observe_job(self, name: str, seconds: float) -> None:
+        self.db_job.labels(name).observe(seconds)
+
+    def observe_commit(self, seconds: float) -> None:
+        self.db_commit.observe(seconds)
 
     def observe_batch(self, jobs: int, seconds: float) -> None:
         self.db_batch_jobs.observe(jobs)

@@ -63,6 +63,10 @@ class TxObserver(Protocol):
 
     def observe_batch(self, jobs: int, seconds: float) -> None: ...
 
+    def observe_job(self, name: str, seconds: float) -> None: ...
+
+    def observe_commit(self, seconds: float) -> None: ...
+
 
 class StorageError(GatewayError):
     """The database failed; the request was not made durable."""
@@ -71,13 +75,14 @@ class StorageError(GatewayError):
 class Tx:
     """One job's handle on the open transaction (or on the reader, for reads)."""
 
-    __slots__ = ("_callbacks", "_ledger", "_refs", "conn")
+    __slots__ = ("_callbacks", "_ledger", "_refs", "conn", "run_s")
 
     def __init__(self, conn: sqlite3.Connection, ledger: LedgerWriter | None) -> None:
         self.conn = conn
         self._ledger = ledger
         self._callbacks: list[Callable[[], None]] = []
         self._refs: list[LedgerRef] = []
+        self.run_s = 0.0  # time the job itself took on the database thread
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the event loop once this job's batch has committed."""
@@ -120,6 +125,7 @@ class Database:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.ledger = LedgerWriter()
+        self.last_commit_s = 0.0
         self._ledger_listeners: list[Callable[[list[LedgerRef]], None]] = []
 
     # -- lifecycle -------------------------------------------------------
@@ -240,6 +246,7 @@ class Database:
         for job, (ok, value, tx) in zip(batch, outcomes, strict=True):
             if self._observer is not None:
                 self._observer.observe_transaction(job.name, time.monotonic() - job.queued, ok)
+                self._observer.observe_job(job.name, tx.run_s)
             if ok:
                 refs.extend(tx._refs)
                 for callback in tx._callbacks:
@@ -256,6 +263,7 @@ class Database:
                 listener(refs)
         if self._observer is not None:
             self._observer.observe_batch(len(batch), elapsed)
+            self._observer.observe_commit(self.last_commit_s)
 
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[_Job[Any]]
@@ -272,6 +280,7 @@ class Database:
                 mark = self.ledger.mark()
                 conn.execute("SAVEPOINT job")
                 tx = Tx(conn, self.ledger)
+                began = time.perf_counter()
                 try:
                     value = job.fn(tx)
                 except Exception as exc:
@@ -282,7 +291,11 @@ class Database:
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((True, value, tx))
+                finally:
+                    tx.run_s = time.perf_counter() - began
+            began = time.perf_counter()
             conn.execute("COMMIT")
+            self.last_commit_s = time.perf_counter() - began
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

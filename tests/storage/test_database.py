@@ -27,6 +27,12 @@ class Recorder:
     def observe_batch(self, jobs: int, seconds: float) -> None:
         self.batches.append(jobs)
 
+    def observe_job(self, name: str, seconds: float) -> None:
+        assert seconds >= 0
+
+    def observe_commit(self, seconds: float) -> None:
+        assert seconds >= 0
+
 
 def _append(n: int) -> Callable[[Tx], int]:
     def job(tx: Tx) -> int:
