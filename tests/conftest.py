@@ -3,12 +3,14 @@ demo-like partners' keys. No mocks of our own core: tests talk HTTP to the hub."
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from gateway.adapters.client import HubClient
 from gateway.clock import Clock, SystemClock
@@ -18,6 +20,12 @@ from gateway.crypto.oprf import derive_key_pair, evaluate, pid_input
 from gateway.services import admin
 from gateway.web.hub_app import HubServer, build_hub
 from gateway.web.state import Hub
+
+# CI must be reproducible: the same examples on every run (a failure found locally is
+# kept by the example database). Timing deadlines are meaningless on a shared 2-core box.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 HUB_ORG = "hub-test"
 # (org, role, domain)

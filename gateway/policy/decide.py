@@ -67,7 +67,9 @@ def legal_basis_gaps(basis: Mapping[str, Any], *, special: bool) -> list[str]:
         if _blank(basis.get("consent_ref")):
             missing.append("consent_ref")
     elif not _blank(permission):
-        answers = basis.get("five_questions") or {}
+        answers = basis.get("five_questions")
+        if not isinstance(answers, Mapping):  # absent, or not an object of answers
+            answers = {}
         missing += [f"five_questions.{q}" for q in FIVE_QUESTIONS if _blank(answers.get(q))]
     if special and _blank(basis.get("gdpr_special")):
         missing.append("gdpr_special")

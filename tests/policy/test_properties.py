@@ -102,7 +102,8 @@ def oracle_allows(policy: Policy, case: WatCase) -> bool:
         if not _filled(basis.get("consent_ref")):
             return False
     else:
-        answers = basis.get("five_questions") or {}
+        answers = basis.get("five_questions")
+        answers = answers if isinstance(answers, dict) else {}
         if not all(_filled(answers.get(q)) for q in FIVE_QUESTIONS):
             return False
     for name in case.categories:
@@ -290,7 +291,8 @@ def test_legal_basis_gaps_is_empty_only_for_a_complete_basis(
     if basis.get("secrecy_permission") == "consent":
         complete = complete and _filled(basis.get("consent_ref"))
     else:
-        answers = basis.get("five_questions") or {}
+        answers = basis.get("five_questions")
+        answers = answers if isinstance(answers, dict) else {}
         complete = complete and all(_filled(answers.get(q)) for q in FIVE_QUESTIONS)
     if special:
         complete = complete and _filled(basis.get("gdpr_special"))
