@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR  ?= .demo
 BASE_PORT ?= 8400
 
-.PHONY: run test lint typecheck imports unit bench clean sodium
+.PHONY: run test lint typecheck imports unit bench clean sodium promtool deploy-check
 
 run: $(STAMP)
 	$(BIN)/zvh-gateway demo --dir $(DEMO_DIR) --base-port $(BASE_PORT)
 
-test: $(STAMP) lint typecheck imports unit
+test: $(STAMP) lint typecheck imports deploy-check unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
@@ -23,11 +23,17 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) promtool
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
+
+# The Prometheus config, the alert rules and their unit tests (deploy/).
+deploy-check: promtool
+	promtool check config deploy/prometheus.yml
+	promtool check rules deploy/alerts.yml
+	promtool test rules deploy/alerts.test.yml
 
 bench: $(STAMP)
 	$(BIN)/python bench/exchange.py
@@ -39,6 +45,15 @@ sodium:
 	       echo "installing libsodium (needed for ristretto255)"; \
 	       apt-get update -qq && apt-get install -y -qq libsodium23 >/dev/null; \
 	     else echo "zvh-gateway needs libsodium: run 'sudo apt-get install libsodium23' and retry"; exit 1; fi; }
+
+# promtool checks the deploy/ files; the ops tests scrape a hub with the real Prometheus.
+# Both come from Debian's `prometheus` package.
+promtool:
+	@command -v promtool >/dev/null && [ -x /usr/bin/prometheus ] \
+	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	       echo "installing prometheus (promtool and the server, for deploy/ and tests/ops)"; \
+	       apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	     else echo "make test needs promtool and prometheus: run 'sudo apt-get install prometheus' and retry"; exit 1; fi; }
 
 $(STAMP): pyproject.toml | sodium
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)" \

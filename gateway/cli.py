@@ -25,7 +25,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure
 from gateway.models import Domain
 from gateway.policy.rules import load_policy
-from gateway.services import admin
+from gateway.services import admin, ops
 from gateway.services.admin import purge_offline, verify_file
 from gateway.services.directory import org_json
 from gateway.web.hub_app import HubServer, build_hub
@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_policy(sub)
 
+    _add_ops(sub)
+
     d = sub.add_parser("demo", help="run a small regional network on loopback")
     d.add_argument("--dir", type=Path, default=Path(".demo"))
     d.add_argument("--base-port", type=int, default=8400)
@@ -144,6 +146,20 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         required=True,
         help="JSON: requester, case_ref, subject_ref, holder, categories, legal_basis (or @FILE)",
     )
+
+
+def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bk = sub.add_parser("backup", help="copy the hub's database, online, to one file")
+    bk.add_argument("--config", required=True, type=Path)
+    bk.add_argument("--out", required=True, type=Path)
+    bk.add_argument("--force", action="store_true", help="replace --out if it exists")
+    rs = sub.add_parser(
+        "restore", help="replace the hub's (stopped) database by a backup whose ledger verifies"
+    )
+    rs.add_argument("--config", required=True, type=Path)
+    rs.add_argument("--from", dest="source", required=True, type=Path)
+    rs.add_argument("--force", action="store_true", help="replace an existing database")
+    rs.add_argument("--json", action="store_true")
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -359,6 +375,50 @@ def _cmd_policy(args: argparse.Namespace) -> int:
     return 0 if result["decision"] == "allow" else 1
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    info = ops.backup(settings, args.out, force=args.force)
+    signed = "none" if info.checkpoint_size is None else str(info.checkpoint_size)
+    print(
+        f"backup of {settings.node.org} written to {info.path} ({info.size_bytes} bytes): "
+        f"ledger size {info.ledger_size}, last signed checkpoint size {signed}"
+    )
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    result = ops.restore(settings, args.source, SystemClock(), force=args.force)
+    report = result.verify
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "installed": result.installed,
+                    "database": str(result.database),
+                    "previous": None if result.previous is None else str(result.previous),
+                    "ledger_size": result.info.ledger_size,
+                    "verify": dataclasses.asdict(report),
+                },
+                indent=2,
+            )
+        )
+    elif result.installed:
+        print(
+            f"restored {result.source} to {result.database}: ledger OK: {report.entries} "
+            f"entries, {report.checkpoints} checkpoints, {report.bodies_checked} bodies "
+            f"checked, {report.purged} purged, {report.uncovered} not yet covered by a "
+            "checkpoint"
+            + (f"; the replaced database is kept as {result.previous}" if result.previous else "")
+        )
+    else:
+        print(
+            f"NOT restored: the ledger in {result.source} is BAD at index "
+            f"{report.first_bad_index}: {report.problem}; {result.database} is unchanged"
+        )
+    return 0 if result.installed else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging("warning")
     return asyncio.run(run_demo(args.dir, args.base_port, scenario=not args.no_scenario))
@@ -376,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ledger": _cmd_ledger,
         "protocol": _cmd_protocol,
         "policy": _cmd_policy,
+        "backup": _cmd_backup,
+        "restore": _cmd_restore,
     }
     try:
         return handlers[args.command](args)

@@ -1,11 +1,18 @@
 """Prometheus metrics: one injected `Metrics` object with its own registry.
 
-The only importer of prometheus_client. Label values come from closed sets only
-(route templates, configured organisation ids, codes, transaction names): never a
-case, subject, pid, exchange or request id.
+The only importer of prometheus_client. Names follow
+`zvh_gateway_<subsystem>_<name>_<unit>`, counters end in `_total`, timestamps are
+gauges in seconds since the epoch (so alerts compute ages with `time() - x`).
+
+Label values come from closed sets only: route templates, methods, status codes,
+error and decision codes, transaction names, the services of the national check,
+the organisation ids and protocol ids in the hub's own directory. Never a case,
+subject, pid, exchange or request id, and never anything a partner sent.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST as _CONTENT_TYPE
 from prometheus_client import (
@@ -14,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -21,6 +29,8 @@ import gateway
 
 CONTENT_TYPE = _CONTENT_TYPE
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0)
+# The national services answer over the network, within the hub's timeout (seconds).
+_REMOTE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class Metrics:
@@ -130,6 +140,61 @@ class Metrics:
             "Tree size of the latest signed checkpoint",
             registry=r,
         )
+        # The hub's periodic light self-check of its ledger (see services/ops.py).
+        self.ledger_self_check = Gauge(
+            "zvh_gateway_ledger_self_check_success",
+            "1 if the last self-check of the signed checkpoint and the tree passed, else 0",
+            registry=r,
+        )
+        self.ledger_self_check_time = Gauge(
+            "zvh_gateway_ledger_self_check_timestamp_seconds",
+            "When the last ledger self-check ran",
+            registry=r,
+        )
+
+        # Expiry of what membership rests on; alerts warn 14 days ahead.
+        self.key_expiry = Gauge(
+            "zvh_gateway_directory_key_expiry_timestamp_seconds",
+            "When an active organisation's registered keys expire (only keys with an expiry)",
+            ["org"],
+            registry=r,
+        )
+        self.accession_expiry = Gauge(
+            "zvh_gateway_membership_accession_expiry_timestamp_seconds",
+            "When an organisation's accession to the protocol in force ends with that protocol",
+            ["org"],
+            registry=r,
+        )
+        self.protocol_expiry = Gauge(
+            "zvh_gateway_membership_protocol_expiry_timestamp_seconds",
+            "When the privacy protocol in force ends (only a protocol with an end)",
+            ["protocol"],
+            registry=r,
+        )
+
+        # Calls to the national pseudonymiser and index (fed by the national check).
+        self.federation_latency = Histogram(
+            "zvh_gateway_federation_call_duration_seconds",
+            "Calls to a national service, failed ones included, by service and operation",
+            ["service", "operation"],
+            buckets=_REMOTE,
+            registry=r,
+        )
+        self.federation_errors = Counter(
+            "zvh_gateway_federation_call_errors_total",
+            "Failed calls to a national service by reason: timeout, connect, status, response",
+            ["service", "operation", "reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "zvh_gateway_ratelimit_rejections_total",
+            "Requests refused with 429 rate-limited, by route template and organisation",
+            ["route", "org"],
+            registry=r,
+        )
+        # CPU, memory, file descriptors and start time of this process.
+        ProcessCollector(namespace="zvh_gateway", registry=r)
+        self._families: dict[int, set[str]] = {}
 
     # TxObserver
     def observe_transaction(self, name: str, seconds: float, ok: bool) -> None:
@@ -144,6 +209,16 @@ class Metrics:
     def observe_batch(self, jobs: int, seconds: float) -> None:
         self.db_batch_jobs.observe(jobs)
         self.db_batch_seconds.observe(seconds)
+
+    def set_family(self, gauge: Gauge, values: Mapping[str, float]) -> None:
+        """Set a one-label gauge to exactly `values`: labels no longer present are removed
+        (a revoked organisation or an ended protocol must not keep alerting)."""
+        wanted = set(values)
+        for stale in self._families.get(id(gauge), set()) - wanted:
+            gauge.remove(stale)
+        for label, value in values.items():
+            gauge.labels(label).set(value)
+        self._families[id(gauge)] = wanted
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,7 +23,7 @@ from gateway.crypto.keys import OrgKeys
 from gateway.errors import ConfigError
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.policy.rules import load_policy
-from gateway.services import retention
+from gateway.services import ops, retention
 from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.cases import CaseService
 from gateway.services.directory import Directory
@@ -122,7 +122,7 @@ def _wat_backlog(tx: Tx, *, now_ms: int) -> tuple[int, int]:
 
 
 async def _maintenance(hub: Hub) -> None:
-    """Prune expired nonces and old acknowledged messages; publish backlog gauges."""
+    """Prune expired nonces and old acknowledged messages; publish the gauges."""
     while True:
         await asyncio.sleep(10)
         now = hub.clock.now_ms()
@@ -131,23 +131,59 @@ async def _maintenance(hub: Hub) -> None:
             await hub.db.write(
                 "prune", functools.partial(_prune, now_ms=now, acked_before_ms=now - 86_400_000)
             )
-            pending, overdue = await hub.db.read(
-                "wat_backlog", functools.partial(_wat_backlog, now_ms=now)
-            )
-            hub.metrics.wat_pending.set(pending)
-            hub.metrics.wat_overdue.set(overdue)
-            head = hub.ledger.head
-            if head is not None:
-                hub.metrics.checkpoint_time.set(head.time_ms / 1000)
-                hub.metrics.checkpoint_size.set(head.size)
-            backlog = await hub.db.read("inbox_backlog", stores.inbox_backlog)
-            known = set(hub.directory.orgs)
-            for org in known:
-                count, oldest = backlog.get(org, (0, now))
-                hub.metrics.inbox_backlog.labels(org).set(count)
-                hub.metrics.inbox_oldest_age.labels(org).set(max(0, now - oldest) / 1000)
+            await _publish_gauges(hub)
         except Exception:
             log.exception("maintenance failed")
+
+
+async def _publish_gauges(hub: Hub) -> None:
+    """Backlogs, the checkpoint's age and the expiry dates (at start, then every 10 s)."""
+    now = hub.clock.now_ms()
+    m = hub.metrics
+    pending, overdue = await hub.db.read("wat_backlog", functools.partial(_wat_backlog, now_ms=now))
+    m.wat_pending.set(pending)
+    m.wat_overdue.set(overdue)
+    head = hub.ledger.head
+    if head is not None:
+        m.checkpoint_time.set(head.time_ms / 1000)
+        m.checkpoint_size.set(head.size)
+    backlog = await hub.db.read("inbox_backlog", stores.inbox_backlog)
+    known = set(hub.directory.orgs)
+    for org in known:
+        count, oldest = backlog.get(org, (0, now))
+        m.inbox_backlog.labels(org).set(count)
+        m.inbox_oldest_age.labels(org).set(max(0, now - oldest) / 1000)
+    found = await hub.db.read(
+        "expiries",
+        functools.partial(ops.expiries, now_ms=now, orgs=tuple(hub.directory.orgs.values())),
+    )
+    m.set_family(m.key_expiry, found.keys)
+    m.set_family(m.accession_expiry, found.accessions)
+    m.set_family(m.protocol_expiry, found.protocols)
+
+
+SELF_CHECK_INTERVAL_S = 600.0
+
+
+async def _self_check(hub: Hub, interval_s: float = SELF_CHECK_INTERVAL_S) -> None:
+    """The light ledger self-check (services/ops.py): at start, then every interval_s."""
+    previous = None
+    while True:
+        try:
+            result = await ops.check_ledger(hub.ledger, hub.db, hub.keys.signing_key, previous)
+        except Exception:
+            log.exception("ledger self-check failed to run")
+            result = ops.SelfCheck(False, 0, None, "the check itself failed")
+        hub.metrics.ledger_self_check.set(1 if result.ok else 0)
+        hub.metrics.ledger_self_check_time.set(hub.clock.now_ms() / 1000)
+        if result.ok:
+            previous = result.head
+            log.debug("ledger self-check passed", extra={"size": result.size})
+        else:
+            log.error(
+                "ledger self-check FAILED", extra={"size": result.size, "problem": result.problem}
+            )
+        await asyncio.sleep(interval_s)
 
 
 async def _purger(hub: Hub) -> None:
@@ -197,11 +233,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub.db.add_ledger_listener(lambda refs: hub.ledger.notify_appended())
     hub.metrics.ledger_size.set(hub.db.ledger.size)
     await hub.ledger.start()
+    try:
+        await _publish_gauges(hub)
+    except Exception:
+        log.exception("publishing the gauges failed")
     tasks = [
         asyncio.create_task(hub.ledger.run(), name="checkpoints"),
         asyncio.create_task(hub.directory.run_refresher(), name="directory-refresh"),
         asyncio.create_task(_maintenance(hub), name="maintenance"),
         asyncio.create_task(_purger(hub), name="purge"),
+        asyncio.create_task(_self_check(hub), name="ledger-self-check"),
     ]
     hub.ready = True
     log.info("hub ready", extra={"org": hub.keys.org, "ledger_size": hub.db.ledger.size})
@@ -224,13 +265,26 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("hub stopped", extra={"org": hub.keys.org})
 
 
+async def _draining(app: web.Application) -> None:
+    """The listener is closed and requests in flight are finishing: /readyz says 503."""
+    app[HUB].ready = False
+    log.info("hub stopping", extra={"org": app[HUB].keys.org})
+
+
 def make_app(hub: Hub) -> web.Application:
     app = web.Application(
         client_max_size=hub.settings.http.max_body_bytes,
-        # metrics outermost, so it sees the status of every rendered problem too.
-        middlewares=[middleware.metrics, middleware.problems, middleware.authenticate],
+        # access_log and metrics outermost, so they see the status of every rendered
+        # problem too; access_log first, so every line of a request has its id.
+        middlewares=[
+            middleware.access_log,
+            middleware.metrics,
+            middleware.problems,
+            middleware.authenticate,
+        ],
     )
     app[HUB] = hub
+    app.on_shutdown.append(_draining)
     app.add_routes(routes)
     app.add_routes(ledger_routes)
     app.add_routes(policy_routes)

@@ -1,13 +1,16 @@
 """The only place where errors become HTTP responses (RFC 9457), plus request
-authentication and per-route metrics.
+authentication, per-route metrics and the access log.
 
 A partner never sees an internal reason: 401s are one opaque problem, 500s say
 nothing but "internal error", and no library message or partner error body is
 forwarded. Problem bodies never echo request values (they may hold personal data).
+The access log names the route template, never the path (paths hold case refs and
+exchange ids), and never the query string or the body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,9 +19,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ProblemError, RateLimited, Unauthenticated
+from gateway.logs import ACCESS_LOGGER, new_request_id, request_context
 from gateway.web.state import AUTH, BODY, HUB
 
 log = logging.getLogger(__name__)
+access = logging.getLogger(ACCESS_LOGGER)
+REQUEST_ID_HEADER = "X-Request-Id"
+# Probes hit these every few seconds: their lines go to debug, not info.
+_PROBES = frozenset({"/healthz", "/readyz"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PREFIXES = ("/api/v1/ledger/checkpoint", "/api/v1/ledger/proofs/")
@@ -77,10 +85,55 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         )
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(request: web.Request) -> str:
+    """A closed set: a client may send any token as its method."""
+    return request.method if request.method in _METHODS else "OTHER"
+
+
 def _route(request: web.Request) -> str:
     info = request.match_info
     resource = info.route.resource if info.route is not None else None
     return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: give the request an id of the hub's own (a client's X-Request-Id is
+    ignored: it could carry anything), return it as `X-Request-Id`, and log one line."""
+    request_id = new_request_id()
+    start = time.monotonic()
+    status = 500
+    with request_context(request_id):
+        try:
+            response = await handler(request)
+            status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        except web.HTTPException as exc:  # redirects and the like, raised past `problems`
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away (or the hub stopped) before the answer
+            raise
+        finally:
+            route = _route(request)
+            auth = request.get(AUTH)
+            access.log(
+                logging.DEBUG if route in _PROBES else logging.INFO,
+                "request",
+                extra={
+                    "method": _method(request),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round((time.monotonic() - start) * 1000, 3),
+                    "org": auth.org if auth is not None else None,
+                },
+            )
 
 
 # Exchange steps by route template (a closed set), for the step counters.
@@ -105,8 +158,9 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         m = request.app[HUB].metrics
         route = _route(request)
-        m.http_requests.labels(route, request.method, str(status)).inc()
-        m.http_latency.labels(route, request.method).observe(time.monotonic() - start)
+        method = _method(request)
+        m.http_requests.labels(route, method, str(status)).inc()
+        m.http_latency.labels(route, method).observe(time.monotonic() - start)
         step = STEP_ROUTES.get(route) if request.method == "POST" else None
         if step is not None:
             outcome = "accepted" if status < 300 else ("denied" if status == 403 else "error")
