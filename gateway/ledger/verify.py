@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.crypto.canonical import canonical_json
-from gateway.ledger.checkpoint import verify_checkpoint
+from gateway.ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from gateway.ledger.leaf import commitment_of, leaf_hash, parse_leaf_data
 from gateway.ledger.merkle import CompactTree
 
@@ -48,6 +48,12 @@ class StoredNote(Protocol):
     def size(self) -> int: ...
     @property
     def note(self) -> str: ...
+    @property
+    def root(self) -> bytes: ...
+    @property
+    def time_ms(self) -> int: ...
+    @property
+    def tree(self) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -89,23 +95,68 @@ def _check_body(row: Row, leaf_type: str, leaf_time: int, commitment: str) -> st
     return None
 
 
-def verify_ledger(
-    rows: Iterable[Row], checkpoints: Iterable[StoredNote], *, origin: str, public_key: bytes
-) -> VerifyReport:
-    report = VerifyReport()
-    pending = sorted(checkpoints, key=lambda c: c.size)
-    tree = CompactTree()
-    purged: list[int] = []
-    named: set[int] = set()
-    covered = 0  # size of the last verified checkpoint
-    next_cp = 0
+def _stored_row_problem(stored: StoredNote, cp: Checkpoint) -> str | None:
+    """The unsigned columns of a checkpoint row must agree with its signed note: the
+    hub restarts from `tree`, so a forged one would otherwise be signed over."""
+    if stored.root != cp.root or stored.time_ms != cp.time_ms:
+        return "its root or time column differs from its signed note"
+    try:
+        tree = CompactTree.from_bytes(stored.tree)
+    except ValueError:
+        return "its stored tree state does not parse"
+    if tree.size != cp.size or tree.root() != cp.root:
+        return "its stored tree state differs from its signed note"
+    return None
 
-    def check_checkpoints_at(size: int) -> bool:
-        nonlocal next_cp, covered
-        while next_cp < len(pending) and pending[next_cp].size == size:
-            stored = pending[next_cp]
+
+def find_origin(checkpoints: Iterable[StoredNote], public_key: bytes) -> str:
+    """The origin under which the stored notes verify with the pinned key (any note
+    will do: the key hash in the signature line binds the origin to the key)."""
+    first = ""
+    for stored in checkpoints:
+        try:
+            origin = parse_checkpoint(stored.note)[0].origin
+        except ValueError:
+            continue
+        first = first or origin
+        try:
+            verify_checkpoint(stored.note, origin, public_key)
+        except ValueError:
+            continue
+        return origin
+    return first
+
+
+class _Verifier:
+    """One pass over the rows; stored checkpoints and anchors are checked as the
+    recomputed tree reaches their sizes."""
+
+    def __init__(
+        self,
+        checkpoints: Iterable[StoredNote],
+        origin: str,
+        public_key: bytes,
+        trusted: dict[int, bytes],
+    ) -> None:
+        self.report = VerifyReport()
+        self.pending = sorted(checkpoints, key=lambda c: c.size)
+        self.origin = origin
+        self.key = public_key
+        self.trusted = trusted
+        self.tree = CompactTree()
+        self.purged: list[int] = []
+        self.named: set[int] = set()
+        self.covered = 0  # size of the last verified checkpoint
+        self.next_cp = 0
+        self.opaque = False
+
+    def at_size(self, size: int) -> bool:
+        """Check every stored checkpoint and anchor of this size against the tree."""
+        report, tree = self.report, self.tree
+        while self.next_cp < len(self.pending) and self.pending[self.next_cp].size == size:
+            stored = self.pending[self.next_cp]
             try:
-                cp = verify_checkpoint(stored.note, origin, public_key)
+                cp = verify_checkpoint(stored.note, self.origin, self.key)
             except ValueError as exc:
                 report.fail(max(size - 1, 0), f"checkpoint at size {size}: {exc}")
                 return False
@@ -114,53 +165,165 @@ def verify_ledger(
                 return False
             if cp.root != tree.root():
                 report.fail(
-                    covered,
-                    f"checkpoint at size {size} does not match the leaves "
-                    f"(the first bad index is in [{covered}, {size}))",
+                    self.covered,
+                    f"checkpoint at size {size} does not match the "
+                    f"leaves (the first bad index is in [{self.covered}, {size}))",
                 )
                 return False
-            covered = size
+            problem = _stored_row_problem(stored, cp)
+            if problem is not None:
+                report.fail(max(size - 1, 0), f"checkpoint at size {size}: {problem}")
+                return False
+            self.covered = size
             report.checkpoints += 1
-            next_cp += 1
+            self.next_cp += 1
+        root = self.trusted.pop(size, None)
+        if root is not None and root != tree.root():
+            report.fail(
+                self.covered,
+                f"the ledger does not extend the anchor checkpoint of "
+                f"size {size} (the first bad index is in [{self.covered}, {size}))",
+            )
+            return False
         return True
 
-    if not check_checkpoints_at(0):
-        return report
-    expected = 0
-    for row in rows:
+    def row(self, expected: int, row: Row) -> bool:
+        report = self.report
+        # A missing, moved or unreadable entry may be the purge entry that justified
+        # earlier purges: then no earlier index can be blamed (`opaque`).
+        stored_wrong = getattr(row, "storage_problem", None)
+        if stored_wrong:
+            report.fail(expected, str(stored_wrong))
+            return False
         if row.index != expected:
-            return report.fail(expected, f"entry {expected} is missing (next is {row.index})")
+            self.opaque = True
+            report.fail(expected, f"entry {expected} is missing (next is {row.index})")
+            return False
         try:
             leaf = parse_leaf_data(row.leaf_data)
-        except ValueError as exc:
-            return report.fail(expected, f"leaf data does not parse: {exc}")
+        except (ValueError, TypeError) as exc:
+            self.opaque = True
+            report.fail(expected, f"leaf data does not parse: {exc}")
+            return False
         if leaf.index != expected:
-            return report.fail(expected, f"leaf data names index {leaf.index}")
+            self.opaque = True
+            report.fail(expected, f"leaf data names index {leaf.index}")
+            return False
         digest = leaf_hash(row.leaf_data)
         if digest != row.leaf_hash:
-            return report.fail(expected, "stored leaf hash differs from the leaf data")
+            report.fail(expected, "stored leaf hash differs from the leaf data")
+            return False
         problem = _check_body(row, leaf.type, leaf.time_ms, leaf.commitment)
         if problem is not None:
-            return report.fail(expected, problem)
+            report.fail(expected, problem)
+            return False
         if row.body is None:
-            purged.append(expected)
+            self.purged.append(expected)
         else:
             report.bodies_checked += 1
             if leaf.type == "purge":
-                named.update(int(i) for i in json.loads(row.body).get("indexes", []))
-        tree.append(digest)
+                self.named.update(_purge_names(row.body))
+        self.tree.append(digest)
+        return self.at_size(expected + 1)
+
+    def finish(self, entries: int) -> VerifyReport:
+        report = self.report
+        report.entries = entries
+        if self.trusted:
+            return report.fail(
+                entries,
+                f"the ledger has {entries} entries, fewer than an "
+                f"anchor checkpoint of size {max(self.trusted)}",
+            )
+        if entries > 0 and report.checkpoints == 0:
+            return report.fail(0, "no checkpoint signed by the given key covers the ledger")
+        if self.next_cp < len(self.pending):
+            return report.fail(
+                entries,
+                f"a checkpoint claims {self.pending[self.next_cp].size}"
+                f" entries, the ledger has {entries}",
+            )
+        unnamed = [i for i in self.purged if i not in self.named]
+        if unnamed:
+            return report.fail(unnamed[0], "body purged without a purge entry naming it")
+        report.purged = len(self.purged)
+        report.uncovered = entries - self.covered
+        return report
+
+
+def verify_ledger(
+    rows: Iterable[Row],
+    checkpoints: Iterable[StoredNote],
+    *,
+    origin: str,
+    public_key: bytes,
+    anchors: Iterable[str] = (),
+) -> VerifyReport:
+    """Verify everything; `anchors` are signed notes kept elsewhere (a witness, an
+    auditor's earlier copy): the ledger must extend each of them. Deleting stored
+    checkpoint rows is only visible against such anchors (the C2SP witness model)."""
+    trusted: dict[int, bytes] = {}
+    for note in anchors:
+        try:
+            anchor = verify_checkpoint(note, origin, public_key)
+        except ValueError as exc:
+            return VerifyReport().fail(None, f"anchor checkpoint: {exc}")
+        trusted[anchor.size] = anchor.root
+    verifier = _Verifier(checkpoints, origin, public_key, trusted)
+    if not verifier.at_size(0):
+        return verifier.report
+    expected = 0
+    remaining = iter(rows)
+    for row in remaining:
+        if not verifier.row(expected, row):
+            if verifier.opaque:
+                return verifier.report
+            return _first(verifier.report, row, remaining, verifier.purged, verifier.named)
         expected += 1
-        if not check_checkpoints_at(expected):
+    return verifier.finish(expected)
+
+
+def _purge_names(body: bytes) -> set[int]:
+    try:
+        indexes = json.loads(body).get("indexes", [])
+        return {int(i) for i in indexes}
+    except (ValueError, TypeError, AttributeError):
+        return set()
+
+
+def _first(
+    report: VerifyReport, failing: Row, rest: Iterable[Row], purged: list[int], named: set[int]
+) -> VerifyReport:
+    """Make `first_bad_index` the first: a purge that no purge entry justifies, before
+    the failing row, is earlier. Purge entries come after what they purge, so read the
+    rest of the ledger for their names (nothing else of it is trusted). When the
+    failing row might itself be the purge entry that names them, nobody can tell:
+    the failing row stays the answer."""
+    try:
+        failing_type = parse_leaf_data(failing.leaf_data).type
+    except (ValueError, TypeError):
+        return report
+    if failing_type == "purge":
+        if failing.body is None:
             return report
-    report.entries = expected
-    if next_cp < len(pending):
-        return report.fail(
-            expected,
-            f"a checkpoint claims {pending[next_cp].size} entries, the ledger has {expected}",
-        )
-    unnamed = [i for i in purged if i not in named]
+        names = _purge_names(failing.body)
+        if not names:
+            return report
+        named.update(names)
+    for row in rest:
+        try:
+            entry_type = parse_leaf_data(row.leaf_data).type
+        except (ValueError, TypeError):
+            return report  # an unreadable entry might have named them
+        if entry_type != "purge":
+            continue
+        names = _purge_names(row.body) if row.body is not None else set()
+        if not names:
+            return report  # purge entries are never purged: this one was damaged
+        named.update(names)
+    bad = report.first_bad_index
+    unnamed = [i for i in purged if i not in named and (bad is None or i < bad)]
     if unnamed:
-        return report.fail(unnamed[0], "body purged without a purge entry naming it")
-    report.purged = len(purged)
-    report.uncovered = expected - covered
+        report.first_bad_index = unnamed[0]
+        report.problem = "body purged without a purge entry naming it"
     return report

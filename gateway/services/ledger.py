@@ -22,7 +22,7 @@ from gateway.clock import Clock
 from gateway.crypto.encoding import b64u_encode
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import InvalidRequest, NotFound
-from gateway.ledger.checkpoint import Checkpoint, origin_for, sign_checkpoint
+from gateway.ledger.checkpoint import Checkpoint, origin_for, sign_checkpoint, verify_checkpoint
 from gateway.ledger.merkle import (
     CompactTree,
     SubtreeCache,
@@ -73,6 +73,7 @@ class LedgerService:
         self._last_sign = 0.0
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
+        self._warm_task: asyncio.Task[None] | None = None
 
     @property
     def head(self) -> SignedHead | None:
@@ -89,16 +90,43 @@ class LedgerService:
     # -- start-up ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore the head from the last stored checkpoint and catch up on later leaves."""
+        """Restore the head from the last stored checkpoint and catch up on later leaves.
+
+        The stored tree state is only trusted when it reproduces the root of the note
+        we signed; otherwise the tree is rebuilt from the leaves, and if those no longer
+        give the signed root the hub refuses to sign (see `sign`)."""
         stored = await self._db.read(
             "checkpoint_latest", lambda tx: ledger_store.latest_checkpoint(tx.conn)
         )
         if stored is not None:
-            self._tree = CompactTree.from_bytes(stored.tree)
-            self._head = SignedHead(stored.size, stored.root, stored.time_ms, stored.note)
+            cp = self._own_note(stored.note)
+            tree = _tree_or_none(stored.tree)
+            if cp is None or tree is None or tree.size != cp.size or tree.root() != cp.root:
+                log.error("stored checkpoint state does not match its signed note; rebuilding")
+                tree = CompactTree()
+                size = stored.size if cp is None else cp.size
+                await self._db.read("ledger_rebuild", lambda tx: self._catch_up(tx, tree, size))
+            self._tree = tree
+            if cp is not None:
+                self._head = SignedHead(cp.size, cp.root, cp.time_ms, stored.note)
         await self.sign(force=True)
         # Warm the proof cache in the background: complete subtrees never change.
-        asyncio.get_running_loop().create_task(self._warm_cache(), name="ledger-cache-warm")
+        self._warm_task = asyncio.get_running_loop().create_task(
+            self._warm_cache(), name="ledger-cache-warm"
+        )
+
+    def _own_note(self, note: str) -> Checkpoint | None:
+        try:
+            return verify_checkpoint(note, self.origin, self._keys.signing_key)
+        except ValueError:
+            return None
+
+    async def stop(self) -> None:
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warm_task
+            self._warm_task = None
 
     async def _warm_cache(self) -> None:
         size = self._tree.size
@@ -135,10 +163,18 @@ class LedgerService:
                 head is not None
                 and head.size == self._tree.size
                 and not force
-                and idle < self._idle_s
+                # Look-ups happen every interval: re-sign early enough that the gap
+                # between signatures never exceeds idle_s.
+                and idle < self._idle_s - self._interval_s
             ):
                 return head
             root = self._tree.root()
+            if head is not None and head.size == self._tree.size and head.root != root:
+                log.critical(
+                    "ledger leaves no longer give the signed root; not signing",
+                    extra={"signed_size": head.size},
+                )
+                return None
             if head is not None and head.size < self._tree.size:
                 first, second, old_root = head.size, self._tree.size, head.root
                 ok = await self._db.read(
@@ -179,16 +215,15 @@ class LedgerService:
                 tree.append(digest, self._cache)
 
     async def run(self) -> None:
-        """Sign after appends (at most `interval_s` later) and at least every `idle_s`."""
+        """Look every `interval_s`: sign when entries arrived (also ones an offline tool
+        appended) and re-sign when the last signature is `idle_s` old."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=self._idle_s)
+            await asyncio.sleep(self._interval_s)
             self._dirty.clear()
             try:
                 await self.sign()
             except Exception:
                 log.exception("checkpoint signing failed")
-            await asyncio.sleep(self._interval_s)
 
     # -- proofs and entries ------------------------------------------------------
 
@@ -244,3 +279,10 @@ class LedgerService:
             "body": row.body if mine else None,
             "salt": row.salt.hex() if mine and row.salt is not None else None,
         }
+
+
+def _tree_or_none(data: bytes) -> CompactTree | None:
+    try:
+        return CompactTree.from_bytes(data)
+    except ValueError:
+        return None

@@ -178,11 +178,12 @@ class Database:
             if self._observer is not None:
                 self._observer.observe_transaction(name, time.monotonic() - start, ok)
 
-    async def truncate_wal(self) -> None:
+    async def truncate_wal(self) -> bool:
         """Fold the WAL into the main file and truncate it (after a purge)."""
         if self._writer is None:
             raise StorageError("database is not open")
-        await _on_thread(self._writer, _truncate_wal, self._writer._conn)
+        done: bool = await _on_thread(self._writer, _truncate_wal, self._writer._conn)
+        return done
 
     # -- the writer ------------------------------------------------------
 
@@ -314,8 +315,17 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA secure_delete=ON")
 
 
-def _truncate_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+def _truncate_wal(conn: sqlite3.Connection, attempts: int = 50) -> bool:
+    """Checkpoint the WAL into the main file and truncate it. A reader holding an old
+    snapshot makes SQLite answer 'busy' and keep the old frames (which may hold purged
+    bytes), so retry for a while, and say whether it worked."""
+    for attempt in range(attempts):
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy:
+            return True
+        time.sleep(min(0.2, 0.01 * (attempt + 1)))
+    log.warning("could not truncate the WAL: a reader keeps an old snapshot open")
+    return False
 
 
 def _configure_reader(conn: sqlite3.Connection) -> None:
@@ -359,6 +369,8 @@ def read_ledger_file(path: Path) -> tuple[list[StoredCheckpoint], Iterator[Ledge
     if not path.exists():
         raise StorageError(f"no such database: {path}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    # A note that is not UTF-8 must fail its checkpoint, not the whole run.
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
     checkpoints = all_checkpoints(conn)
 
     def rows() -> Iterator[LedgerRawRow]:

@@ -183,24 +183,48 @@ def tree_after(conn: sqlite3.Connection, tree: CompactTree, upto: int, chunk: in
     return tree.size
 
 
+def _raw(value: object) -> bytes | None:
+    """Column value as bytes. A TEXT value where a BLOB belongs is kept (as its UTF-8
+    bytes) so that the verifier reports the row instead of crashing on it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode()
+
+
+_RAW_COLUMNS = ("leaf_data", "leaf_hash", "body", "salt")
+
+
 def iter_ledger(conn: sqlite3.Connection, chunk: int = 10_000) -> Iterator[LedgerRawRow]:
-    """Every ledger row in index order, raw (for the offline verifier)."""
-    last = -1
+    """Every ledger row in index order, raw (for the offline verifier), negative
+    indexes included: nothing in the file is assumed well-formed."""
+    last = -(2**63)
+    first = True
     while True:
         rows = conn.execute(
-            "SELECT idx, leaf_data, leaf_hash, body, salt FROM ledger WHERE idx > ?"
-            " ORDER BY idx LIMIT ?",
+            "SELECT idx, leaf_data, leaf_hash, body, salt FROM ledger"
+            f" WHERE idx {'>=' if first else '>'} ? ORDER BY idx LIMIT ?",
             (last, chunk),
         ).fetchall()
+        first = False
         if not rows:
             return
         for r in rows:
+            wrong = [
+                name
+                for name, v in zip(_RAW_COLUMNS, r[1:], strict=True)
+                if v is not None and not isinstance(v, bytes)
+            ]
             yield LedgerRawRow(
                 int(r[0]),
-                bytes(r[1]),
-                bytes(r[2]),
-                None if r[3] is None else bytes(r[3]),
-                None if r[4] is None else bytes(r[4]),
+                _raw(r[1]) or b"",
+                _raw(r[2]) or b"",
+                _raw(r[3]),
+                _raw(r[4]),
+                f"{', '.join(wrong)} not stored as BLOB" if wrong else None,
             )
         last = int(rows[-1][0])
 
@@ -212,6 +236,7 @@ class LedgerRawRow:
     leaf_hash: bytes
     body: bytes | None
     salt: bytes | None
+    storage_problem: str | None = None  # e.g. a column holding TEXT where a BLOB belongs
 
 
 def purge_candidates(

@@ -338,12 +338,6 @@ async def test_appends_are_signed_within_the_configured_interval(tmp_path: Path)
             previous = cp
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LedgerService.run sleeps interval_s after every signature and only then "
-    "waits idle_s, so an idle hub re-signs every idle_s + interval_s (up to 60 + 10 s, "
-    "past PROTOCOL §5's 60 s); the wait should end idle_s after the last signature",
-)
 async def test_an_idle_hub_re_signs_within_idle_s(tmp_path: Path) -> None:
     idle = 0.6
     async with running_hub(tmp_path, checkpoint_interval_s=0.4, checkpoint_idle_s=idle) as net:
@@ -360,13 +354,6 @@ async def test_an_idle_hub_re_signs_within_idle_s(tmp_path: Path) -> None:
     assert max(gaps) <= idle * 1000 + 150, gaps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an entry appended by the offline CLI while the hub serves (partner "
-    "add/revoke, ledger purge) never notifies LedgerService, so it is signed only at the "
-    "next idle re-signature (checkpoint_idle_s, 30 s by default) instead of within "
-    "checkpoint_interval_s (PROTOCOL §5: within 10 s)",
-)
 async def test_an_offline_append_is_signed_within_the_interval(tmp_path: Path) -> None:
     interval = 0.3
     async with running_hub(tmp_path, checkpoint_interval_s=interval) as net:

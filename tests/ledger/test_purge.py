@@ -221,13 +221,6 @@ async def test_purge_keeps_every_proof_and_leaves_no_trace(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Database.truncate_wal / offline_transaction run PRAGMA "
-    "wal_checkpoint(TRUNCATE) and ignore its result: while any reader holds a snapshot "
-    "(an auditor's `ledger verify` of the live file, a long proof read) the checkpoint "
-    "gives up after busy_timeout and the purged bodies stay in the -wal file",
-)
 async def test_purge_leaves_no_trace_while_an_auditor_reads(tmp_path: Path) -> None:
     async with running_hub(tmp_path, checkpoint_interval_s=0.2) as net:
         database = net.settings.node.database
