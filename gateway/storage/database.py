@@ -245,9 +245,7 @@ class Database:
             await previous  # settle in commit order (ledger listeners see indexes in order)
         refs: list[LedgerRef] = []
         for job, (ok, value, tx) in zip(batch, outcomes, strict=True):
-            if self._observer is not None:
-                self._observer.observe_transaction(job.name, time.monotonic() - job.queued, ok)
-                self._observer.observe_job(job.name, tx.run_s)
+            self._observe(job, ok, tx)
             if ok:
                 refs.extend(tx._refs)
                 for callback in tx._callbacks:
@@ -261,10 +259,26 @@ class Database:
                 job.future.set_exception(value)
         if refs:
             for listener in self._ledger_listeners:
-                listener(refs)
+                try:
+                    listener(refs)
+                except Exception:
+                    log.exception("ledger listener failed")
         if self._observer is not None:
-            self._observer.observe_batch(len(batch), elapsed)
-            self._observer.observe_commit(self.last_commit_s)
+            try:
+                self._observer.observe_batch(len(batch), elapsed)
+                self._observer.observe_commit(self.last_commit_s)
+            except Exception:
+                log.exception("storage observer failed")
+
+    def _observe(self, job: _Job[Any], ok: bool, tx: Tx) -> None:
+        # Metrics must never keep a committed job's caller waiting.
+        if self._observer is None:
+            return
+        try:
+            self._observer.observe_transaction(job.name, time.monotonic() - job.queued, ok)
+            self._observer.observe_job(job.name, tx.run_s)
+        except Exception:
+            log.exception("storage observer failed")
 
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[_Job[Any]]
