@@ -59,6 +59,35 @@ class _Walk:
         raise ValueError(f"{type(value).__name__} at {path or '$'} is not JSON")
 
 
+class _NotExact(Exception):
+    """The value needs the careful walk (a subclass, a Mapping, a non-ASCII key...)."""
+
+
+def _exact(value: Any) -> bool:
+    """True when `value` is made only of the exact built-in types with ASCII keys, so
+    the C encoder's output is the canonical one. Raises _NotExact otherwise (the walk
+    then decides, and names any error precisely). No copy, no path strings: this is
+    the hot path of every signature and ledger append."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is int:
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return True
+        raise _NotExact
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                raise _NotExact
+            _exact(item)
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            _exact(item)
+        return True
+    raise _NotExact
+
+
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 bytes of `value`; ValueError for floats, non-str keys or non-JSON types.
 
@@ -69,6 +98,12 @@ def canonical_json(value: Any) -> bytes:
     same short forms and lowercase \\u00xx). Any other value goes through `rfc8785`.
     A differential test holds the two paths to identical output.
     """
+    try:
+        if _exact(value):
+            # Already plain dicts, lists and scalars with ASCII keys: encode as is.
+            return _FAST.encode(value).encode("utf-8")
+    except _NotExact:
+        pass
     walk = _Walk()
     plain = walk.plain(value, "")
     if walk.ascii_keys:

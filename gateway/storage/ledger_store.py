@@ -42,21 +42,35 @@ class LedgerRow:
     salt: bytes | None
 
 
+Mark = tuple[int, int, int, int]
+
+
 class LedgerWriter:
-    """Assigns indexes and inserts leaves. Used only from the database thread."""
+    """Assigns indexes and buffers leaves; `flush` writes them with one executemany per
+    table right before COMMIT. Used only from the database thread (or an offline tool's
+    transaction). A rolled-back job's rows are dropped with `reset(mark)`."""
 
     def __init__(self) -> None:
         self.size = 0
+        self._rows: list[tuple[int, str, int, bytes, bytes, bytes, bytes]] = []
+        self._actors: list[tuple[int, str]] = []
+        self._cases: list[tuple[int, str]] = []
 
     def load(self, conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger").fetchone()
         self.size = int(row[0])
+        self._rows.clear()
+        self._actors.clear()
+        self._cases.clear()
 
-    def mark(self) -> int:
-        return self.size
+    def mark(self) -> Mark:
+        return (self.size, len(self._rows), len(self._actors), len(self._cases))
 
-    def reset(self, mark: int) -> None:
-        self.size = mark
+    def reset(self, mark: Mark) -> None:
+        self.size = mark[0]
+        del self._rows[mark[1] :]
+        del self._actors[mark[2] :]
+        del self._cases[mark[3] :]
 
     def append(
         self,
@@ -72,22 +86,31 @@ class LedgerWriter:
         stored = canonical_json(full_body)
         data = leaf_data(index, entry_type, time_ms, commitment_of(salt, stored))
         digest = leaf_hash(data)
-        conn.execute(
-            "INSERT INTO ledger (idx, type, time_ms, leaf_data, leaf_hash, body, salt)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (index, entry_type, time_ms, data, digest, stored, salt),
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO ledger_actors (idx, org) VALUES (?, ?)",
-            [(index, org) for org in set(actors)],
-        )
+        self._rows.append((index, entry_type, time_ms, data, digest, stored, salt))
+        self._actors.extend((index, org) for org in set(actors))
         case_ref = body.get("case_ref")
         if isinstance(case_ref, str):
-            conn.execute(
-                "INSERT INTO ledger_cases (idx, case_ref) VALUES (?, ?)", (index, case_ref)
-            )
+            self._cases.append((index, case_ref))
         self.size = index + 1
         return LedgerRef(index, digest, entry_type)
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Write the buffered leaves (inside the open transaction, before COMMIT)."""
+        if self._rows:
+            conn.executemany(
+                "INSERT INTO ledger (idx, type, time_ms, leaf_data, leaf_hash, body, salt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self._rows,
+            )
+        if self._actors:
+            conn.executemany(
+                "INSERT OR IGNORE INTO ledger_actors (idx, org) VALUES (?, ?)", self._actors
+            )
+        if self._cases:
+            conn.executemany("INSERT INTO ledger_cases (idx, case_ref) VALUES (?, ?)", self._cases)
+        self._rows.clear()
+        self._actors.clear()
+        self._cases.clear()
 
 
 def read_entries(conn: sqlite3.Connection, start: int, end: int) -> list[LedgerRow]:
