@@ -47,7 +47,8 @@ sodium:
 	     else echo "zvh-gateway needs libsodium: run 'sudo apt-get install libsodium23' and retry"; exit 1; fi; }
 
 # promtool checks the deploy/ files; the ops tests scrape a hub with the real Prometheus.
-# Both come from Debian's `prometheus` package.
+# Both come from Debian's `prometheus` package. (On a host run by systemd, Debian also
+# starts its prometheus service on :9090: `systemctl disable --now prometheus` if unwanted.)
 promtool:
 	@command -v promtool >/dev/null && [ -x /usr/bin/prometheus ] \
 	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

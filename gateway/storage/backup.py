@@ -121,7 +121,7 @@ def backup_database(src: Path, dst: Path, *, mode: int = 0o600) -> DatabaseInfo:
         os.replace(partial, dst)
         _fsync_dir(dst.parent)
     except sqlite3.Error as exc:
-        raise BackupError(f"backup of {src} failed: {exc}") from exc
+        raise BackupError(f"cannot copy {src}: {exc}") from exc
     finally:
         for leftover in [partial, *companions(partial)]:
             leftover.unlink(missing_ok=True)
