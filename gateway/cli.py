@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import json
 import logging
 import signal
@@ -21,16 +22,22 @@ from gateway.config import load_settings
 from gateway.crypto.encoding import b64u_decode
 from gateway.crypto.keys import OrgKeys, PublicKeys
 from gateway.demo import run_demo
+from gateway.demo_national import run_national_demo
 from gateway.errors import ConfigError, GatewayError
+from gateway.federation import admin as national_admin
 from gateway.logs import configure
 from gateway.models import Domain
 from gateway.policy.rules import load_policy
-from gateway.services import admin, ops
+from gateway.services import admin, ops, review_auth
 from gateway.services.admin import purge_offline, verify_file
 from gateway.services.directory import org_json
 from gateway.web.hub_app import HubServer, build_hub
+from gateway.web.index_app import build_index, index_server
+from gateway.web.node_app import NodeServer
+from gateway.web.pseudonymiser_app import build_pseudonymiser, pseudonymiser_server
 
-ROLES = ("zvh", "partner", "incidental")
+# `hub`: in the trust list of the national pseudonymiser or index.
+ROLES = ("zvh", "partner", "incidental", "hub")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,10 +100,15 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_ops(sub)
 
+    _add_national(sub, k)
+
+    _add_users(sub)
+
     d = sub.add_parser("demo", help="run a small regional network on loopback")
     d.add_argument("--dir", type=Path, default=Path(".demo"))
     d.add_argument("--base-port", type=int, default=8400)
     d.add_argument("--no-scenario", action="store_true")
+    _add_national_demo(d)
     return p
 
 
@@ -109,6 +121,14 @@ def _add_ledger(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ver.add_argument("--hub-key", required=True, help="the hub's Ed25519 public key (b64u)")
     ver.add_argument("--hub-org", help="the hub's org id (default: from its checkpoints)")
     ver.add_argument("--json", action="store_true")
+    ver.add_argument(
+        "--checkpoint",
+        action="append",
+        type=Path,
+        default=[],
+        help="a signed checkpoint note kept elsewhere (e.g. saved from the public endpoint)"
+        " that the ledger must extend; repeatable",
+    )
     pr = lg.add_parser("prove", help="verify a hub's checkpoint and an inclusion proof")
     pr.add_argument("--url", required=True)
     pr.add_argument("--index", required=True, type=int)
@@ -148,6 +168,32 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
 
+def _add_users(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    us = sub.add_parser("users", help="people who log in to the review pages").add_subparsers(
+        dest="users_cmd", required=True
+    )
+    ua = us.add_parser("add", help="add a user, or reset one's password (read from stdin)")
+    ua.add_argument("--config", required=True, type=Path)
+    ua.add_argument("--name", required=True)
+    ua.add_argument("--role", required=True, choices=[r.value for r in review_auth.UserRole])
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    # Never a command-line argument: those end up in shell history and `ps`.
+    if sys.stdin.isatty():
+        password = getpass.getpass("Wachtwoord: ")
+        if getpass.getpass("Nogmaals: ") != password:
+            raise ConfigError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    settings = load_settings(args.config)
+    new = review_auth.add_user(
+        settings, SystemClock(), name=args.name, role=args.role, password=password
+    )
+    print(f"{'added' if new else 'reset'} user {args.name} ({args.role})")
+    return 0
+
+
 def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bk = sub.add_parser("backup", help="copy the hub's database, online, to one file")
     bk.add_argument("--config", required=True, type=Path)
@@ -160,6 +206,60 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rs.add_argument("--from", dest="source", required=True, type=Path)
     rs.add_argument("--force", action="store_true", help="replace an existing database")
     rs.add_argument("--json", action="store_true")
+
+
+def _add_national(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    keys: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    go = keys.add_parser("generate-oprf", help="write the national pseudonymiser's OPRF key")
+    go.add_argument("--out", required=True, type=Path)
+    go.add_argument("--seed", help="32-byte hex seed: RFC 9497 DeriveKeyPair (tests, demos)")
+    go.add_argument("--info", help="DeriveKeyPair info, with --seed")
+    n = sub.add_parser("init-node", help="create a national pseudonymiser's or index's folder")
+    n.add_argument("--role", required=True, choices=national_admin.ROLES)
+    n.add_argument("--dir", required=True, type=Path)
+    n.add_argument("--org", required=True)
+    n.add_argument("--host", default="127.0.0.1")
+    n.add_argument("--port", type=int, default=8090)
+    n.add_argument("--metrics-port", type=int)
+    n.add_argument("--oprf-seed", help="pseudonymiser: derive its OPRF key from this hex seed")
+    n.add_argument("--oprf-info", help="pseudonymiser: DeriveKeyPair info, with --oprf-seed")
+
+
+def _add_national_demo(d: argparse.ArgumentParser) -> None:
+    d.add_argument("--national", action="store_true", help="N hubs, pseudonymiser and index")
+    d.add_argument("--hubs", type=int, default=3, help="with --national: how many hubs (1-20)")
+    d.add_argument("--oprf-seed", help="with --national: derive the OPRF key (hex seed)")
+    d.add_argument("--oprf-info", help="with --national and --oprf-seed: DeriveKeyPair info")
+
+
+def _cmd_init_node(args: argparse.Namespace) -> int:
+    paths = national_admin.init_node(
+        args.dir,
+        role=args.role,
+        org=args.org,
+        clock=SystemClock(),
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        oprf_seed_hex=args.oprf_seed,
+        oprf_info=args.oprf_info,
+    )
+    print(
+        f"{args.role} {args.org} initialised:\n  config   {paths.config}\n  keys     "
+        f"{paths.key_file}\n  database {paths.database}"
+        + (f"\n  OPRF key {paths.oprf_key_file}" if paths.oprf_key_file else "")
+        + f"\ntrust a hub with: zvh-gateway partner add --config {paths.config} --role hub"
+        " --org HUB --public-file HUB.pub.json"
+    )
+    return 0
+
+
+def _cmd_keys_generate_oprf(args: argparse.Namespace) -> int:
+    key = national_admin.generate_oprf_key(args.out, seed_hex=args.seed, info=args.info)
+    print(f"OPRF key: {args.out} (mode 0600, key id {key.key_id})")
+    return 0
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -183,6 +283,8 @@ def _cmd_init_hub(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    if args.keys_cmd == "generate-oprf":
+        return _cmd_keys_generate_oprf(args)
     keys = OrgKeys.generate(args.org)
     args.out.mkdir(parents=True, exist_ok=True)
     private = args.out / f"{args.org}.key.json"
@@ -260,11 +362,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(settings.node.log_level)
 
     async def run() -> None:
-        server = HubServer(build_hub(settings))
+        server: HubServer | NodeServer
+        if settings.node.role == "pseudonymiser":
+            server = pseudonymiser_server(build_pseudonymiser(settings))
+        elif settings.node.role == "index":
+            server = index_server(build_index(settings))
+        else:
+            server = HubServer(build_hub(settings))
         await server.start()
         http = settings.http
         print(
-            f"hub {settings.node.org} serving on http://{http.host}:{http.port}"
+            f"{settings.node.role} {settings.node.org} serving on http://{http.host}:{http.port}"
             + (f" (metrics on :{http.metrics_port})" if http.metrics_port else ""),
             flush=True,
         )
@@ -295,7 +403,11 @@ def _hub_key(text: str) -> bytes:
 
 def _cmd_ledger(args: argparse.Namespace) -> int:
     if args.ledger_cmd == "verify":
-        report = verify_file(args.db, _hub_key(args.hub_key), args.hub_org)
+        try:
+            anchors = tuple(p.read_text(encoding="utf-8") for p in args.checkpoint)
+        except OSError as exc:
+            raise ConfigError(f"cannot read a --checkpoint file: {exc}") from exc
+        report = verify_file(args.db, _hub_key(args.hub_key), args.hub_org, anchors)
         if args.json:
             print(json.dumps(dataclasses.asdict(report), indent=2))
         elif report.ok:
@@ -421,6 +533,19 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging("warning")
+    if args.national:
+        return asyncio.run(
+            run_national_demo(
+                args.dir,
+                args.base_port,
+                hubs=args.hubs,
+                scenario=not args.no_scenario,
+                oprf_seed_hex=args.oprf_seed,
+                oprf_info=args.oprf_info,
+            )
+        )
+    if args.oprf_seed is not None or args.oprf_info is not None:
+        raise ConfigError("--oprf-seed and --oprf-info go with --national")
     return asyncio.run(run_demo(args.dir, args.base_port, scenario=not args.no_scenario))
 
 
@@ -428,6 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
         "init-hub": _cmd_init_hub,
+        "init-node": _cmd_init_node,
         "keys": _cmd_keys_generate,
         "partner": _cmd_partner,
         "config": _cmd_config_check,
@@ -438,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "policy": _cmd_policy,
         "backup": _cmd_backup,
         "restore": _cmd_restore,
+        "users": _cmd_users,
     }
     try:
         return handlers[args.command](args)

@@ -10,8 +10,18 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 
@@ -26,7 +36,9 @@ class _Section(BaseModel):
 
 
 class NodeSettings(_Section):
-    role: Literal["hub"] = "hub"
+    # One program, three roles (PROTOCOL §6, §7): a region's hub, or the national
+    # pseudonymiser or index. `serve` runs what this names.
+    role: Literal["hub", "pseudonymiser", "index"] = "hub"
     org: OrgId
     key_file: Path
     database: Path
@@ -77,12 +89,111 @@ class RetentionSettings(_Section):
     purge_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
+def _service_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError("must be http(s)://host[:port], without a path")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError("must be http(s)://host[:port], without a path")
+    return value.rstrip("/")
+
+
+ServiceUrl = Annotated[str, AfterValidator(_service_url)]
+PerMinute = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class PseudonymiserSettings(_Section):
+    """The national pseudonymiser (role = "pseudonymiser")."""
+
+    # Written by `zvh-gateway keys generate-oprf` (mode 0600); refused if others may read it.
+    oprf_key_file: Path
+    # Blinded elements per calling hub per minute (a token bucket; bursts up to a minute's worth).
+    rate_limit_per_minute: PerMinute = 6000
+    max_batch: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class IndexSettings(_Section):
+    """The national index (role = "index")."""
+
+    # A hub may not register a lease further ahead than this (longer ones are shortened).
+    max_lease_days: Annotated[float, Field(gt=0, le=366)] = 31.0
+    # Signed calls (registrations and lookups) per calling hub per minute.
+    rate_limit_per_minute: PerMinute = 60_000
+    # Expired registrations are deleted in slices: the whole table once per this period.
+    prune_period_s: Annotated[float, Field(gt=0)] = 3600.0
+
+
+class NationalHub(_Section):
+    org: OrgId
+    # How a professional reaches the ZVH of that region (phone, secure mail); shown in matches.
+    contact: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+Pid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+CanaryInput = Annotated[str, StringConstraints(pattern=r"^[0-9]{9}\|[0-9]{8}$")]
+ThemeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+
+
+class NationalSettings(_Section):
+    """A hub's link to the national check (optional: without it the national routes say 503)."""
+
+    pseudonymiser_url: ServiceUrl
+    index_url: ServiceUrl
+    # The deadline for one call to the pseudonymiser or the index; the hub answers its
+    # partner within it (with what it has) and never waits longer.
+    timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
+    # Index leases of open cases' subjects, renewed every renew_interval_s (at least daily).
+    lease_days: Annotated[float, Field(gt=0, le=366)] = 30.0
+    renew_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 21_600.0
+    # The published synthetic canary "<BSN>|<YYYYMMDD>" and the pid it must give: a
+    # different pid means the pseudonymiser's key changed (alert, and refuse to evaluate).
+    canary_input: CanaryInput | None = None
+    canary_pid: Pid | None = None
+    canary_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # Who may run known-checks, and for which purposes (themes of the policy file).
+    # Default: the region's organisations of role `zvh`, for every theme.
+    known_check_orgs: list[OrgId] | None = None
+    known_check_themes: list[ThemeName] | None = None
+    known_check_rate_per_minute: PerMinute = 120
+    # Blinded elements a partner may have evaluated per minute (PROTOCOL §6).
+    evaluate_rate_per_minute: PerMinute = 600
+    # The national list of hubs and their contact routes (this hub included).
+    hubs: list[NationalHub] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NationalSettings:
+        if (self.canary_input is None) != (self.canary_pid is None):
+            raise ValueError("canary_input and canary_pid go together")
+        if self.renew_interval_s >= self.lease_days * 86_400:
+            raise ValueError("renew_interval_s must be shorter than the lease")
+        orgs = [h.org for h in self.hubs]
+        if len(set(orgs)) != len(orgs):
+            raise ValueError("hubs lists an organisation twice")
+        return self
+
+
+_ROLE_SECTIONS = {"pseudonymiser": "pseudonymiser", "index": "index", "national": "hub"}
+
+
 class Settings(_Section):
     node: NodeSettings
     http: HttpSettings = HttpSettings()
+    # Authentication, storage and checkpoint settings: used by every role.
     hub: HubSettings = HubSettings()
     retention: RetentionSettings = RetentionSettings()
+    pseudonymiser: PseudonymiserSettings | None = None
+    index: IndexSettings | None = None
+    national: NationalSettings | None = None
     source: Path | None = None
+
+    @model_validator(mode="after")
+    def _sections_match_role(self) -> Settings:
+        for section, role in _ROLE_SECTIONS.items():
+            if getattr(self, section) is not None and self.node.role != role:
+                raise ValueError(f"[{section}] is only for role {role!r}")
+        if self.node.role == "pseudonymiser" and self.pseudonymiser is None:
+            raise ValueError("role 'pseudonymiser' needs a [pseudonymiser] section")
+        return self
 
     @property
     def authority(self) -> str:
@@ -125,6 +236,11 @@ def load_settings(path: str | Path) -> Settings:
         for key in ("key_file", "database", "policy_file"):
             if key in node:
                 node[key] = _resolve(file.parent.resolve(), node[key])
+    pseudonymiser = raw.get("pseudonymiser")
+    if isinstance(pseudonymiser, dict) and "oprf_key_file" in pseudonymiser:
+        pseudonymiser["oprf_key_file"] = _resolve(
+            file.parent.resolve(), pseudonymiser["oprf_key_file"]
+        )
     try:
         return Settings.model_validate({**raw, "source": str(file.resolve())})
     except ValidationError as exc:

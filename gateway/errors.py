@@ -156,3 +156,11 @@ class ServiceUnavailable(ProblemError):
     status = 503
     code = "service-unavailable"
     title = "Service unavailable"
+
+
+class CsrfRejected(ProblemError):
+    """A review form or review POST without the CSRF token of its session (403)."""
+
+    status = 403
+    code = "csrf-rejected"
+    title = "Forbidden"

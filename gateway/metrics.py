@@ -192,6 +192,35 @@ class Metrics:
             ["route", "org"],
             registry=r,
         )
+        # The national check: the hub's canary and index outbox, known-checks answered,
+        # and blinded elements evaluated (by partner at a hub, by hub at the pseudonymiser).
+        self.canary_match = Gauge(
+            "zvh_gateway_national_canary_match",
+            "1 if the pseudonymiser gave the pinned canary pid at the last check, 0 if not",
+            registry=r,
+        )
+        self.canary_time = Gauge(
+            "zvh_gateway_national_canary_timestamp_seconds",
+            "When the canary pid was last compared",
+            registry=r,
+        )
+        self.index_outbox = Gauge(
+            "zvh_gateway_national_outbox_pending",
+            "Pid states of this hub that the national index has not confirmed yet",
+            registry=r,
+        )
+        self.known_checks = Counter(
+            "zvh_gateway_known_checks_total",
+            "Known-checks answered, by result: match, no-match, partial (a service was out)",
+            ["result"],
+            registry=r,
+        )
+        self.oprf_evaluations = Counter(
+            "zvh_gateway_oprf_evaluations_total",
+            "Blinded elements evaluated, by requesting organisation",
+            ["org"],
+            registry=r,
+        )
         # CPU, memory, file descriptors and start time of this process.
         ProcessCollector(namespace="zvh_gateway", registry=r)
         self._families: dict[int, set[str]] = {}

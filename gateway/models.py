@@ -197,3 +197,55 @@ class DeclarationIn(WireModel):
     valid_until_ms: EpochMs
     text_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     sig: B64u
+
+
+# -- the national check (PROTOCOL §6, §7) ---------------------------------------------
+
+# A ristretto255 element: 32 bytes, b64u without padding.
+Element = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
+class EvaluateIn(WireModel):
+    """`POST /api/v1/pseudonyms/evaluate` at a hub, `/api/v1/oprf/evaluate` at the
+    pseudonymiser; each node also applies its own batch limit."""
+
+    blinded: Annotated[list[Element], Field(min_length=1, max_length=1000)]
+
+
+class EvaluateOut(WireModel):
+    evaluated: Annotated[list[Element], Field(min_length=1, max_length=1000)]
+
+
+class IndexRegistration(WireModel):
+    """One hub's registration of a pid at the national index."""
+
+    hub: OrgId
+    status: CaseStatus
+    since_ms: EpochMs
+    lease_until_ms: EpochMs
+
+
+class IndexLookupIn(WireModel):
+    pid: Pid
+
+
+class IndexLookupOut(WireModel):
+    registrations: Annotated[list[IndexRegistration], Field(max_length=1000)]
+
+
+class IndexPutOut(WireModel):
+    registration: IndexRegistration
+
+
+class KnownCheckIn(WireModel):
+    """`POST /api/v1/known-checks`; `purpose` is one of the region's themes."""
+
+    pid: Pid
+    purpose: Theme
+    case_ref: CaseRef | None = None
+
+
+class IndexDeleteIn(WireModel):
+    """The optional body of `DELETE /api/v1/index/registrations/{pid}`."""
+
+    hub: OrgId

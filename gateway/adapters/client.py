@@ -10,6 +10,7 @@ use it; so can partners who integrate directly.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import uuid
@@ -21,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from yarl import URL
 
+from gateway.adapters.pseudonym import BirthDate, blind_people
 from gateway.clock import Clock, SystemClock
 from gateway.crypto.encoding import b64u_decode, sha256
 from gateway.crypto.envelope import open_envelope, seal
@@ -407,6 +409,38 @@ class HubClient:
 
     async def overdue(self) -> list[dict[str, Any]]:
         return list((await self.call("GET", "/api/v1/exchanges/overdue"))["overdue"])
+
+    # -- the national check (PROTOCOL §6, §7) ---------------------------------------
+
+    async def pseudonyms(self, people: Sequence[tuple[str, BirthDate]]) -> list[str]:
+        """The pids of (BSN, birth date) pairs, computed without sending a BSN anywhere:
+        checked and blinded here, evaluated by the pseudonymiser through the hub,
+        finalized here. Raises PseudonymInputError (a ValueError) for a BSN that fails
+        the 11-test or an impossible date, before anything is sent."""
+        today = dt.datetime.fromtimestamp(self._clock.now_ms() / 1000, dt.UTC).date()
+        blinded = blind_people(people, today)
+        if not blinded:
+            return []
+        data = await self.call(
+            "POST", "/api/v1/pseudonyms/evaluate", body={"blinded": [b.element for b in blinded]}
+        )
+        evaluated = data.get("evaluated")
+        if not isinstance(evaluated, list) or len(evaluated) != len(blinded):
+            raise HubError(502, {"code": "bad-response", "detail": "wrong number of elements"})
+        return [b.finish(str(e)) for b, e in zip(blinded, evaluated, strict=True)]
+
+    async def pseudonym(self, bsn: str, birth_date: BirthDate) -> str:
+        """One person's pid (PROTOCOL §6); see `pseudonyms`."""
+        return (await self.pseudonyms([(bsn, birth_date)]))[0]
+
+    async def known_check(
+        self, pid: str, purpose: str, case_ref: str | None = None
+    ) -> dict[str, Any]:
+        """Is this pid in a case at any ZVH? `{check_id, matches, unreachable, ledger}`."""
+        body: dict[str, Any] = {"pid": pid, "purpose": purpose}
+        if case_ref is not None:
+            body["case_ref"] = case_ref
+        return await self.call("POST", "/api/v1/known-checks", body=body)
 
     # -- inbox -----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ __all__ = [
     "finalize",
     "generate_key_pair",
     "is_valid_bsn",
+    "is_valid_element",
     "pid_input",
 ]
 
@@ -192,6 +193,16 @@ def evaluate(sk: bytes, input_: bytes) -> bytes:
     """RFC 9497 Evaluate: the same 64-byte output, computed with the key directly."""
     element = _mult(_check_scalar(sk, "key"), _input_element(input_))
     return _finalize_hash(input_, element)
+
+
+def is_valid_element(element: bytes) -> bool:
+    """Whether `element` deserialises as a non-identity ristretto255 element (RFC 9497
+    §2.1): what a hub checks before it forwards a partner's blinded element."""
+    try:
+        _check_element(element, "element")
+    except CryptoError:
+        return False
+    return True
 
 
 def is_valid_bsn(bsn: str) -> bool:

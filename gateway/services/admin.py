@@ -17,7 +17,7 @@ from gateway.crypto.encoding import sha256
 from gateway.crypto.keys import OrgKeys, PublicKeys, kid_of
 from gateway.errors import ConfigError
 from gateway.ledger.checkpoint import origin_for
-from gateway.ledger.verify import VerifyReport, verify_ledger
+from gateway.ledger.verify import VerifyReport, find_origin, verify_ledger
 from gateway.policy.rules import default_policy_text, load_policy
 from gateway.services import retention
 from gateway.services.explain import explain_wat
@@ -93,7 +93,13 @@ def add_partner(
     name: str | None,
     valid_until_ms: int | None = None,
 ) -> OrgRecord:
-    if role not in ("zvh", "partner", "incidental"):
+    if settings.node.role != "hub":
+        # The pseudonymiser's and the index's directory is their trust list of hubs.
+        if role != "hub":
+            raise ConfigError(f"a {settings.node.role} trusts organisations of role hub only")
+        if public.org == settings.node.org:
+            raise ConfigError(f"{public.org} is this {settings.node.role} itself")
+    elif role not in ("zvh", "partner", "incidental"):
         raise ConfigError(f"role must be zvh, partner or incidental, not {role!r}")
     now = clock.now_ms()
     rec = OrgRecord(
@@ -112,7 +118,7 @@ def add_partner(
     )
     with offline_transaction(settings.node.database) as tx:
         existing = {o.org: o for o in stores.list_orgs(tx)}.get(public.org)
-        if existing is not None and existing.role == "hub":
+        if existing is not None and existing.role == "hub" and settings.node.role == "hub":
             raise ConfigError(f"{public.org} is the hub itself")
         stores.upsert_org(tx, rec)
         tx.append_ledger(
@@ -145,17 +151,15 @@ def revoke_partner(settings: Settings, clock: Clock, org: str) -> bool:
     return changed
 
 
-def verify_file(path: Path, hub_key: bytes, hub_org: str | None = None) -> VerifyReport:
-    """Verify a ledger database file against a pinned hub key (never one from the file)."""
+def verify_file(
+    path: Path, hub_key: bytes, hub_org: str | None = None, anchors: tuple[str, ...] = ()
+) -> VerifyReport:
+    """Verify a ledger database file against a pinned hub key (never one from the file)
+    and, optionally, signed checkpoints kept elsewhere (`anchors`)."""
     checkpoints, rows = read_ledger_file(path)
-    if hub_org is not None:
-        origin = origin_for(hub_org)
-    elif checkpoints:
-        # The origin is only a name: the signature's key hash binds it to the pinned key.
-        origin = checkpoints[-1].note.split("\n", 1)[0]
-    else:
-        origin = ""
-    return verify_ledger(rows, checkpoints, origin=origin, public_key=hub_key)
+    # The origin is only a name: the signature's key hash binds it to the pinned key.
+    origin = origin_for(hub_org) if hub_org is not None else find_origin(checkpoints, hub_key)
+    return verify_ledger(rows, checkpoints, origin=origin, public_key=hub_key, anchors=anchors)
 
 
 def purge_offline(settings: Settings, clock: Clock, *, dry_run: bool) -> retention.PurgePlan:

@@ -7,7 +7,7 @@ never written into ledger bodies.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gateway.clock import Clock
 from gateway.errors import Conflict, InvalidRequest, NotFound
@@ -17,18 +17,27 @@ from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.outcome import Done, Outcome, deny, settle
 from gateway.services.parties import party
-from gateway.storage import stores
+from gateway.storage import national_store, stores
 from gateway.storage.database import Database, Tx
 
 
 class CaseService:
     def __init__(
-        self, db: Database, directory: Directory, clock: Clock, themes: Iterable[str]
+        self,
+        db: Database,
+        directory: Directory,
+        clock: Clock,
+        themes: Iterable[str],
+        *,
+        index_outbox: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._directory = directory
         self._clock = clock
         self._themes = frozenset(themes)
+        # With the national check: queue the subjects' pids for the index in the same
+        # job as the case (write-ahead), and wake the sync once it is durable.
+        self._index_outbox = index_outbox
 
     def _check_orgs(self, orgs: list[str], field: str, *, scalar: bool = False) -> None:
         errors = [
@@ -68,6 +77,9 @@ class CaseService:
                 subjects=[(s.subject_ref, s.pid) for s in req.subjects],
                 participants=participants,
             )
+            if self._index_outbox is not None:
+                national_store.outbox_open(tx, [s.pid for s in req.subjects], now)
+                tx.on_commit(self._index_outbox)
             ref = tx.append_ledger(
                 "case-registered",
                 now,
@@ -153,6 +165,9 @@ class CaseService:
                 tuple(sorted(case.participants)),
             )
             stores.close_case(tx, case_ref, now, ref.index)
+            if self._index_outbox is not None:
+                national_store.outbox_close_case(tx, case_ref, now)
+                tx.on_commit(self._index_outbox)
             return Done(
                 200,
                 {

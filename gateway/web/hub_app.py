@@ -31,14 +31,19 @@ from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
 from gateway.services.ledger import LedgerService
 from gateway.services.membership import MembershipService
+from gateway.services.review import ReviewService
+from gateway.services.review_auth import ReviewAuth, Sessions
 from gateway.storage import stores
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
 from gateway.web.hub_routes import routes
 from gateway.web.ledger_routes import routes as ledger_routes
+from gateway.web.national_link import build_national
+from gateway.web.national_routes import routes as national_routes
 from gateway.web.policy_routes import routes as policy_routes
-from gateway.web.state import HUB, Hub
+from gateway.web.review_routes import routes as review_routes
+from gateway.web.state import HUB, NODE, Hub, NodeParts
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,22 @@ def build_hub(
     directory = Directory(db, clock, refresh_s=settings.hub.directory_refresh_s)
     replay = ReplayCache()
     waiters = Waiters()
+    national, link = build_national(
+        settings,
+        keys=keys,
+        clock=clock,
+        metrics=metrics,
+        db=db,
+        directory=directory,
+        themes=policy.themes,
+    )
+    ledger = LedgerService(
+        db,
+        keys,
+        clock,
+        interval_s=settings.hub.checkpoint_interval_s,
+        idle_s=settings.hub.checkpoint_idle_s,
+    )
     return Hub(
         settings=settings,
         clock=clock,
@@ -75,7 +96,13 @@ def build_hub(
             window_s=settings.hub.nonce_window_s,
         ),
         waiters=waiters,
-        cases=CaseService(db, directory, clock, policy.themes),
+        cases=CaseService(
+            db,
+            directory,
+            clock,
+            policy.themes,
+            index_outbox=None if link is None else link.sync.wake,
+        ),
         exchanges=ExchangeService(db, directory, clock, policy, waiters.notify),
         inbox=InboxService(
             db,
@@ -86,13 +113,11 @@ def build_hub(
         ),
         membership=MembershipService(db, directory, clock, settings.node.org),
         policy=policy,
-        ledger=LedgerService(
-            db,
-            keys,
-            clock,
-            interval_s=settings.hub.checkpoint_interval_s,
-            idle_s=settings.hub.checkpoint_idle_s,
-        ),
+        ledger=ledger,
+        national=national,
+        review=ReviewService(db, ledger, clock, hub_org=keys.org, signing_key=keys.signing_key),
+        review_auth=ReviewAuth(db, clock, Sessions(clock), keys.org),
+        national_link=link,
     )
 
 
@@ -244,6 +269,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_purger(hub), name="purge"),
         asyncio.create_task(_self_check(hub), name="ledger-self-check"),
     ]
+    if hub.national_link is not None:
+        tasks += await hub.national_link.start()
     hub.ready = True
     log.info("hub ready", extra={"org": hub.keys.org, "ledger_size": hub.db.ledger.size})
     try:
@@ -256,6 +283,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if hub.national_link is not None:
+            await hub.national_link.close()
+        await hub.ledger.stop()
         try:
             # Cover every acknowledged entry by a signed checkpoint before we go.
             await hub.ledger.sign()
@@ -266,8 +296,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _draining(app: web.Application) -> None:
-    """The listener is closed and requests in flight are finishing: /readyz says 503."""
+    """The listener is closed and requests in flight are finishing: /readyz says 503,
+    and waiting long-polls answer at once."""
     app[HUB].ready = False
+    app[middleware.DRAINING].set()
     log.info("hub stopping", extra={"org": app[HUB].keys.org})
 
 
@@ -281,13 +313,18 @@ def make_app(hub: Hub) -> web.Application:
             middleware.metrics,
             middleware.problems,
             middleware.authenticate,
+            middleware.long_polls,
         ],
     )
     app[HUB] = hub
+    app[NODE] = NodeParts(hub.metrics, hub.authenticator, hub.db)
+    app[middleware.DRAINING] = asyncio.Event()
     app.on_shutdown.append(_draining)
     app.add_routes(routes)
     app.add_routes(ledger_routes)
     app.add_routes(policy_routes)
+    app.add_routes(national_routes)
+    app.add_routes(review_routes)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

@@ -1,5 +1,6 @@
 """The only place where errors become HTTP responses (RFC 9457), plus request
-authentication, per-route metrics and the access log.
+authentication, per-route metrics, the access log and the end of long-polls at
+shutdown.
 
 A partner never sees an internal reason: 401s are one opaque problem, 500s say
 nothing but "internal error", and no library message or partner error body is
@@ -18,18 +19,23 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import ProblemError, RateLimited, Unauthenticated
+from gateway.errors import DenyCode, Forbidden, ProblemError, RateLimited, Unauthenticated
 from gateway.logs import ACCESS_LOGGER, new_request_id, request_context
-from gateway.web.state import AUTH, BODY, HUB
+from gateway.web.state import AUTH, BODY, NODE
 
 log = logging.getLogger(__name__)
 access = logging.getLogger(ACCESS_LOGGER)
 REQUEST_ID_HEADER = "X-Request-Id"
 # Probes hit these every few seconds: their lines go to debug, not info.
 _PROBES = frozenset({"/healthz", "/readyz"})
+# Set when the hub starts to stop (its listener is closed already).
+DRAINING = web.AppKey("draining", asyncio.Event)
+LONG_POLL_ROUTES = frozenset({"/api/v1/inbox"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PREFIXES = ("/api/v1/ledger/checkpoint", "/api/v1/ledger/proofs/")
+# People reach these with a login session (review_routes.py), never with a signature.
+REVIEW_API_PREFIX = "/api/v1/review/"
 PROBLEM_TYPE = "urn:zvh-gateway:problem:"
 
 
@@ -67,7 +73,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except ProblemError as exc:
         if exc.status == 403:
-            request.app[HUB].metrics.policy_decisions.labels("deny", exc.code).inc()
+            request.app[NODE].metrics.policy_decisions.labels("deny", exc.code).inc()
         if isinstance(exc, Unauthenticated):
             log.info(
                 "request not authenticated", extra={"reason": exc.reason, "route": _route(request)}
@@ -156,7 +162,7 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = response.status
         return response
     finally:
-        m = request.app[HUB].metrics
+        m = request.app[NODE].metrics
         route = _route(request)
         method = _method(request)
         m.http_requests.labels(route, method, str(status)).inc()
@@ -174,7 +180,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     path = request.path
     if not path.startswith("/api/v1/") or path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
-    hub = request.app[HUB]
+    if path.startswith(REVIEW_API_PREFIX):
+        # PROTOCOL §2: organisation signatures are refused here, not verified, so a
+        # partner's key can never stand in for a person's session.
+        if "Signature" in request.headers or "Signature-Input" in request.headers:
+            raise Forbidden(DenyCode.FORBIDDEN_ROLE, "The review API is for people, not keys.")
+        return await handler(request)
+    hub = request.app[NODE]
     body = await request.read()
     raw_path, _, raw_query = request.raw_path.partition("?")
     headers = request.headers
@@ -207,3 +219,34 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     finally:
         if not auth.persisted:
             await hub.db.write("nonce", auth.persist)
+
+
+@web.middleware
+async def long_polls(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Innermost: a long-poll waiting when the hub starts to stop answers at once with
+    no messages, as if its wait had run out. Otherwise the graceful stop would wait
+    the whole shutdown timeout for it, and then as long again to cut it off.
+
+    Cancelling the fetch is safe: it leases messages only in the step that returns
+    them, and an unleased message is simply delivered by the next poll.
+    """
+    if request.method != "GET" or _route(request) not in LONG_POLL_ROUTES:
+        return await handler(request)
+    draining = request.app[DRAINING]
+    fetch = asyncio.ensure_future(handler(request))
+    stopping = asyncio.ensure_future(draining.wait())
+    try:
+        await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not fetch.done():
+            fetch.cancel()
+            try:
+                return await fetch
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return web.json_response({"messages": []})
+        return fetch.result()
+    finally:
+        for task in (fetch, stopping):
+            task.cancel()

@@ -18,7 +18,11 @@ from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
 from gateway.services.ledger import LedgerService
 from gateway.services.membership import MembershipService
+from gateway.services.national import NationalService
+from gateway.services.review import ReviewService
+from gateway.services.review_auth import ReviewAuth
 from gateway.storage.database import Database
+from gateway.web.national_link import NationalLink
 
 
 @dataclass(slots=True)
@@ -40,10 +44,24 @@ class Hub:
     ledger: LedgerService
     membership: MembershipService
     policy: Policy
+    national: NationalService
+    review: ReviewService
+    review_auth: ReviewAuth
+    national_link: NationalLink | None = None
     ready: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NodeParts:
+    """What the shared middleware needs of any node: a hub, the pseudonymiser or the index."""
+
+    metrics: Metrics
+    authenticator: Authenticator
+    db: Database
+
+
 HUB = web.AppKey("hub", Hub)
+NODE = web.AppKey("node", NodeParts)
 AUTH = web.RequestKey("auth", RequestAuth)
 BODY = web.RequestKey("body", bytes)
 
