@@ -189,3 +189,18 @@ def verify_checkpoint(text: str, origin: str, public_key: bytes) -> Checkpoint:
     ):
         raise ValueError("checkpoint signature does not verify")
     return checkpoint
+
+
+def chain_link(
+    origin: str, previous: tuple[int, bytes] | None, checkpoint: Checkpoint
+) -> dict[str, object]:
+    """The record a hub signs when it stores a checkpoint: which stored checkpoint came
+    before it. A verifier that follows these links notices a deleted stored row."""
+    return {
+        "origin": origin,
+        "prev_size": None if previous is None else previous[0],
+        "prev_root": None if previous is None else previous[1].hex(),
+        "size": checkpoint.size,
+        "root": checkpoint.root.hex(),
+        "time_ms": checkpoint.time_ms,
+    }

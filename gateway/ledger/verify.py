@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.crypto.canonical import canonical_json
-from gateway.ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
+from gateway.crypto.keys import verify_record
+from gateway.ledger.checkpoint import Checkpoint, chain_link, parse_checkpoint, verify_checkpoint
 from gateway.ledger.leaf import commitment_of, leaf_hash, parse_leaf_data
 from gateway.ledger.merkle import CompactTree
 
@@ -149,6 +150,36 @@ class _Verifier:
         self.covered = 0  # size of the last verified checkpoint
         self.next_cp = 0
         self.opaque = False
+        self.last_stored: tuple[int, bytes] | None = None
+        self.linked = False
+
+    def _chain_problem(self, stored: StoredNote, cp: Checkpoint) -> tuple[str | None, int]:
+        """Each stored checkpoint names the one stored before it, signed by the hub:
+        a deleted row shows as a link to a checkpoint that is not there. Returns the
+        problem and the size whose last entry to name (the missing checkpoint's)."""
+        chain = getattr(stored, "chain", None)
+        if chain is None:
+            # Stored before links existed: only accepted before the first linked row.
+            return (
+                "its link to the previous checkpoint is missing" if self.linked else None,
+                cp.size,
+            )
+        self.linked = True
+        try:
+            link = json.loads(chain)
+        except ValueError:
+            return "its link to the previous checkpoint does not parse", cp.size
+        sig = getattr(stored, "chain_sig", None) or ""
+        if not isinstance(link, dict) or not verify_record(self.key, link, sig):
+            return "its link to the previous checkpoint is not signed by the given key", cp.size
+        if link == chain_link(self.origin, self.last_stored, cp):
+            return None, cp.size
+        named = link.get("prev_size")
+        if isinstance(named, int) and named != (
+            None if self.last_stored is None else self.last_stored[0]
+        ):
+            return f"the checkpoint stored before it (size {named}) is missing", named
+        return "its link does not match the previous checkpoint", cp.size
 
     def at_size(self, size: int) -> bool:
         """Check every stored checkpoint and anchor of this size against the tree."""
@@ -174,7 +205,12 @@ class _Verifier:
             if problem is not None:
                 report.fail(max(size - 1, 0), f"checkpoint at size {size}: {problem}")
                 return False
+            problem, where = self._chain_problem(stored, cp)
+            if problem is not None:
+                report.fail(max(where - 1, 0), f"checkpoint at size {size}: {problem}")
+                return False
             self.covered = size
+            self.last_stored = (size, cp.root)
             report.checkpoints += 1
             self.next_cp += 1
         root = self.trusted.pop(size, None)

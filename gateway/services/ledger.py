@@ -19,10 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import Clock
+from gateway.crypto.canonical import canonical_json
 from gateway.crypto.encoding import b64u_encode
-from gateway.crypto.keys import OrgKeys
+from gateway.crypto.keys import OrgKeys, sign_record
 from gateway.errors import InvalidRequest, NotFound
-from gateway.ledger.checkpoint import Checkpoint, origin_for, sign_checkpoint, verify_checkpoint
+from gateway.ledger.checkpoint import (
+    Checkpoint,
+    chain_link,
+    origin_for,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from gateway.ledger.merkle import (
     CompactTree,
     SubtreeCache,
@@ -74,6 +81,7 @@ class LedgerService:
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._warm_task: asyncio.Task[None] | None = None
+        self._last_stored: tuple[int, bytes] | None = None
 
     @property
     def head(self) -> SignedHead | None:
@@ -99,6 +107,7 @@ class LedgerService:
             "checkpoint_latest", lambda tx: ledger_store.latest_checkpoint(tx.conn)
         )
         if stored is not None:
+            self._last_stored = (stored.size, stored.root)
             cp = self._own_note(stored.note)
             tree = _tree_or_none(stored.tree)
             if cp is None or tree is None or tree.size != cp.size or tree.root() != cp.root:
@@ -196,12 +205,22 @@ class LedgerService:
             now = self._clock.now_ms()
             cp = Checkpoint(self.origin, self._tree.size, root, now)
             note = sign_checkpoint(self._keys, cp)
-            stored = StoredCheckpoint(cp.size, now, root, note, self._tree.to_bytes())
+            link = chain_link(self.origin, self._last_stored, cp)
+            stored = StoredCheckpoint(
+                cp.size,
+                now,
+                root,
+                note,
+                self._tree.to_bytes(),
+                canonical_json(link).decode(),
+                sign_record(self._keys, link),
+            )
             if head is None or head.size != cp.size:
                 # Only new sizes are stored; idle re-signatures just refresh the served note.
                 await self._db.write(
                     "checkpoint", lambda tx: ledger_store.insert_checkpoint(tx.conn, stored)
                 )
+                self._last_stored = (cp.size, root)
             self._head = SignedHead(cp.size, root, now, note)
             self._last_sign = self._clock.monotonic()
             return self._head

@@ -166,32 +166,42 @@ class StoredCheckpoint:
     root: bytes
     note: str
     tree: bytes
+    chain: str | None = None  # canonical JSON naming the previous stored checkpoint
+    chain_sig: str | None = None
+
+
+_CP_COLUMNS = "size, time_ms, root, note, tree, chain, chain_sig"
+
+
+def _checkpoint(r: tuple[Any, ...]) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        int(r[0]),
+        int(r[1]),
+        _raw(r[2]) or b"",
+        str(r[3]),
+        _raw(r[4]) or b"",
+        None if r[5] is None else str(r[5]),
+        None if r[6] is None else str(r[6]),
+    )
 
 
 def latest_checkpoint(conn: sqlite3.Connection) -> StoredCheckpoint | None:
     row = conn.execute(
-        "SELECT size, time_ms, root, note, tree FROM checkpoints"
-        " ORDER BY size DESC, time_ms DESC LIMIT 1"
+        f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY size DESC, time_ms DESC LIMIT 1"
     ).fetchone()
-    if row is None:
-        return None
-    return StoredCheckpoint(int(row[0]), int(row[1]), bytes(row[2]), str(row[3]), bytes(row[4]))
+    return None if row is None else _checkpoint(row)
 
 
 def all_checkpoints(conn: sqlite3.Connection) -> list[StoredCheckpoint]:
-    rows = conn.execute(
-        "SELECT size, time_ms, root, note, tree FROM checkpoints ORDER BY size, time_ms"
-    ).fetchall()
-    return [
-        StoredCheckpoint(int(r[0]), int(r[1]), bytes(r[2]), str(r[3]), bytes(r[4])) for r in rows
-    ]
+    rows = conn.execute(f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY size, time_ms").fetchall()
+    return [_checkpoint(r) for r in rows]
 
 
 def insert_checkpoint(conn: sqlite3.Connection, cp: StoredCheckpoint) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO checkpoints (size, time_ms, root, note, tree)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (cp.size, cp.time_ms, cp.root, cp.note, cp.tree),
+        "INSERT OR IGNORE INTO checkpoints (size, time_ms, root, note, tree, chain, chain_sig)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (cp.size, cp.time_ms, cp.root, cp.note, cp.tree, cp.chain, cp.chain_sig),
     )
 
 
