@@ -21,6 +21,7 @@ from gateway.clock import SystemClock
 from gateway.config import load_settings
 from gateway.crypto.encoding import b64u_decode
 from gateway.crypto.keys import OrgKeys, PublicKeys
+from gateway.crypto.oprf_key import OprfKey
 from gateway.demo import run_demo
 from gateway.demo_national import run_national_demo
 from gateway.errors import ConfigError, GatewayError
@@ -346,6 +347,8 @@ def _cmd_partner(args: argparse.Namespace) -> int:
 def _cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     OrgKeys.load(settings.node.key_file)  # the key file must exist and parse
+    if settings.pseudonymiser is not None:
+        OprfKey.load(settings.pseudonymiser.oprf_key_file)  # and so must the OPRF key
     print(json.dumps(settings.redacted(), indent=2))
     return 0
 

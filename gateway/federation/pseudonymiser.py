@@ -66,13 +66,10 @@ class PseudonymiserService:
         key_id = self._key.key_id
 
         def job(tx: Tx) -> None:
-            row = tx.conn.execute("SELECT value FROM meta WHERE key = 'oprf_key_id'").fetchone()
-            previous = None if row is None else str(row[0])
+            previous = national_store.meta_get(tx, "oprf_key_id")
             if previous == key_id:
                 return
-            tx.conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('oprf_key_id', ?)", (key_id,)
-            )
+            national_store.meta_set(tx, "oprf_key_id", key_id)
             tx.append_ledger(
                 "oprf-key-in-use", now, {"key_id": key_id, "previous_key_id": previous}, ()
             )

@@ -78,6 +78,8 @@ class IndexSync:
         self._slots = asyncio.Semaphore(concurrency)
         self._poll_s = min(poll_s, renew_interval_s)
         self._wake = asyncio.Event()
+        self._failing = False
+        self._next_renewal = 0.0
         self._rng = random.Random()  # noqa: S311 - retry jitter, not a secret
 
     def wake(self) -> None:
@@ -105,18 +107,26 @@ class IndexSync:
     async def sync_once(self) -> int:
         """Mark renewals, push what is due (until nothing is), prune; returns pushes."""
         now = self._clock.now_ms()
-        await self._db.write(
-            "index_outbox_renew",
-            functools.partial(
-                _mark_and_prune, now_ms=now, renew_before_ms=now + self._lease_ms - self._renew_ms
-            ),
-        )
+        if self._clock.monotonic() >= self._next_renewal:
+            # Often enough that a lease is renewed within renew_interval_s of falling due.
+            self._next_renewal = self._clock.monotonic() + min(60.0, self._renew_ms / 2000)
+            await self._db.write(
+                "index_outbox_renew",
+                functools.partial(
+                    _mark_and_prune,
+                    now_ms=now,
+                    renew_before_ms=now + self._lease_ms - self._renew_ms,
+                ),
+            )
         pushed = 0
         while True:
             now = self._clock.now_ms()
+            # While the index is failing, one pid at a time probes it: no flood of
+            # doomed calls (and log lines) when it comes back, or while it is away.
+            limit = 1 if self._failing else self._batch
             due = await self._db.read(
                 "index_outbox_due",
-                functools.partial(national_store.outbox_due, now_ms=now, limit=self._batch),
+                functools.partial(national_store.outbox_due, now_ms=now, limit=limit),
             )
             if not due:
                 break
@@ -124,6 +134,7 @@ class IndexSync:
             await self._db.write("index_outbox_done", functools.partial(_settle, results=results))
             ok = sum(1 for r in results if r.retry_at_ms is None)
             pushed += ok
+            self._failing = ok == 0
             if ok < len(due):  # the index is failing: leave the rest to the backoff
                 break
         pending = await self._db.read("index_outbox_pending", national_store.outbox_pending)

@@ -97,21 +97,19 @@ class NationalService:
         self._index = index
         self.canary_mismatch = False
         self.canary_checks = 0
-        if settings is not None:
-            self._contacts: Mapping[str, str] = {h.org: h.contact for h in settings.hubs}
-            self._check_themes = (
-                self._themes
-                if settings.known_check_themes is None
-                else frozenset(settings.known_check_themes) & self._themes
-            )
-            self._check_limit = RateLimiter(settings.known_check_rate_per_minute)
-            self._evaluate_limit = RateLimiter(settings.evaluate_rate_per_minute)
-            if hub_org not in self._contacts:
-                log.warning("this hub is not in [[national.hubs]]: its matches have no contact")
-
-    @property
-    def configured(self) -> bool:
-        return self._settings is not None
+        self._contacts: Mapping[str, str] = {
+            h.org: h.contact for h in (settings.hubs if settings is not None else [])
+        }
+        allowed = None if settings is None else settings.known_check_themes
+        self._check_themes = self._themes if allowed is None else frozenset(allowed) & self._themes
+        self._check_limit = RateLimiter(
+            1 if settings is None else settings.known_check_rate_per_minute
+        )
+        self._evaluate_limit = RateLimiter(
+            1 if settings is None else settings.evaluate_rate_per_minute
+        )
+        if settings is not None and hub_org not in self._contacts:
+            log.warning("this hub is not in [[national.hubs]]: its matches have no contact")
 
     def _require(self) -> NationalSettings:
         if self._settings is None:

@@ -211,7 +211,16 @@ def index_bulk_put(tx: Tx, rows: Sequence[tuple[bytes, str, str, int, int, int]]
     )
 
 
-# -- pseudonymiser: usage ------------------------------------------------------------
+# -- pseudonymiser: usage and the key in use -------------------------------------------
+
+
+def meta_get(tx: Tx, key: str) -> str | None:
+    row = tx.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def meta_set(tx: Tx, key: str, value: str) -> None:
+    tx.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def add_oprf_usage(tx: Tx, counts: Mapping[tuple[str, str], int]) -> None:

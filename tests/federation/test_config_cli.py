@@ -72,6 +72,12 @@ def test_init_node_and_its_trust_list(tmp_path: Path, capsys: pytest.CaptureFixt
     assert settings.node.role == "pseudonymiser"
     assert settings.pseudonymiser is not None
     assert OprfKey.load(settings.pseudonymiser.oprf_key_file)._private == RFC_SKSM
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert '"role": "pseudonymiser"' in capsys.readouterr().out
+    os.chmod(settings.pseudonymiser.oprf_key_file, 0o640)
+    assert main(["config", "check", "--config", str(config)]) == 2
+    assert "readable by others" in capsys.readouterr().err
+    os.chmod(settings.pseudonymiser.oprf_key_file, 0o600)
     assert (
         main(["init-node", "--role", "index", "--dir", str(tmp_path / "ix"), "--org", "ix-x"]) == 0
     )

@@ -243,12 +243,21 @@ async def test_a_hub_over_the_pseudonymisers_limit(tmp_path: Path) -> None:
 
 async def test_the_pseudonymiser_records_its_key_and_counts(tmp_path: Path) -> None:
     async with run_national(tmp_path, hubs=1) as nat:
+        database = nat.pseudonymiser.node.settings.node.database
+        await nat.pseudonymiser.service.flush_usage()  # the hub's canary checks so far
+
+        def used() -> int:
+            counts = rows(database, "SELECT org, evaluations FROM oprf_usage")
+            assert {org for org, _ in counts} <= {nat.regions[0].hub}
+            return sum(int(n) for _, n in counts)
+
+        before = used()
+        assert before >= 1
         await nat.client(nat.regions[0].zvh).pseudonyms([(BSN, BIRTH)] * 5)
         await nat.pseudonymiser.service.flush_usage()
-        database = nat.pseudonymiser.node.settings.node.database
+        assert used() == before + 5
+        [(day,)] = rows(database, "SELECT day FROM oprf_usage")
+        assert len(day) == 10
         [key] = ledger_bodies(database, "oprf-key-in-use")
         assert key["key_id"] == nat.pseudonymiser.service.key_id
         assert key["previous_key_id"] is None
-        [(org, day, count)] = rows(database, "SELECT org, day, evaluations FROM oprf_usage")
-        assert (org, count) == (nat.regions[0].hub, 5 + 1)  # and the hub's canary
-        assert len(day) == 10

@@ -39,7 +39,9 @@ async def test_case_registration_and_closure_reach_the_index(nat: NationalNet) -
     assert res["status"] == "open"
 
     async def registered() -> bool:
-        return [r[:2] for r in index_rows(nat)] == [(a.hub, "open")]
+        # At the index, and confirmed in the hub's outbox (a moment later).
+        pushed = [r[:2] for r in index_rows(nat)] == [(a.hub, "open")]
+        return pushed and outbox(nat, 0)[0][1] == 0
 
     await eventually(registered, 5.0)  # woken by the commit, not by a poll
     [(_, _, since, lease)] = index_rows(nat)
@@ -83,12 +85,12 @@ async def test_the_registration_is_queued_with_the_case_and_retried(nat: Nationa
     assert "zvh_gateway_national_outbox_pending 1.0" in hub.metrics.render().decode()
     await nat.start_index()
 
-    async def pushed() -> bool:
-        return [r[:2] for r in index_rows(nat)] == [(a.hub, "open")]
+    async def confirmed() -> bool:
+        return outbox(nat, 0)[0][1:3] == (0, 0)
 
-    waited = await eventually(pushed, 15.0)  # after the backoff (2-4 s), by the task
+    waited = await eventually(confirmed, 15.0)  # after the backoff, by the task
     assert waited < 10.0
-    assert outbox(nat, 0)[0][1:3] == (0, 0)
+    assert [r[:2] for r in index_rows(nat)] == [(a.hub, "open")]
 
 
 async def test_open_registrations_are_renewed_and_closed_ones_expire(tmp_path: Path) -> None:
