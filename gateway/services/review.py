@@ -10,13 +10,17 @@ or read the clock itself.
 from __future__ import annotations
 
 import calendar
+import csv
 import datetime
 import functools
+import io
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from gateway.clock import Clock
+from gateway.config import RetentionSettings
 from gateway.crypto.canonical import canonical_json
 from gateway.errors import InvalidRequest, NotFound
 from gateway.ledger.checkpoint import verify_checkpoint
@@ -112,13 +116,21 @@ def basis_summary(basis: object) -> dict[str, Any] | None:
 
 class ReviewService:
     def __init__(
-        self, db: Database, ledger: LedgerService, clock: Clock, *, hub_org: str, signing_key: bytes
+        self,
+        db: Database,
+        ledger: LedgerService,
+        clock: Clock,
+        *,
+        hub_org: str,
+        signing_key: bytes,
+        retention: RetentionSettings,
     ) -> None:
         self._db = db
         self._ledger = ledger
         self._clock = clock
         self._hub_org = hub_org
         self._signing_key = signing_key
+        self._retention = retention
 
     async def record_report(self, user: str, report: str, params: Mapping[str, Any]) -> None:
         """Every report generated is a ledger entry: who asked for what."""
@@ -128,6 +140,31 @@ class ReviewService:
             "review_report",
             lambda tx: tx.append_ledger("review-report", now, body, (self._hub_org,)),
         )
+
+    async def subject_report(self, user: str, pid: str, fmt: str) -> list[dict[str, Any]]:
+        """The subject-access report (inzage) by pid; it too is a ledger entry."""
+        pid = check_pid(pid)
+        found = await self._db.read(
+            "review_subject", lambda tx: review_store.subject_entries(tx, pid)
+        )
+        rows = subject_rows(found, self._retention)
+        await self.record_report(
+            user, "subject-access", {"pid": pid, "format": fmt, "entries": len(rows)}
+        )
+        return rows
+
+    async def ledger_status(self, self_check: dict[str, Any]) -> dict[str, Any]:
+        """The latest checkpoint, the result of a self-check run, and purge status."""
+        head = self._ledger.head
+        purge = await self._db.read("review_purge_status", review_store.purge_status)
+        return {
+            "checkpoint": None
+            if head is None
+            else {"size": head.size, "root": head.root.hex(), "time_ms": head.time_ms},
+            "note": None if head is None else head.note,
+            "self_check": self_check,
+            "purge": purge,
+        }
 
     async def exchanges(self, flt: EntryFilter, before: int | None, limit: int) -> dict[str, Any]:
         rows = await self._db.read(
@@ -161,10 +198,26 @@ class ReviewService:
             if entry["type"] == "wat-request" and body is not None:
                 basis = basis_summary(body.get("legal_basis"))
             out_steps.append({**entry, "body": body, "proof": proof})
+        first = out_steps[0]
+        orgs = sorted(
+            {o for s in out_steps for o in (s["org"], s["counterpart"]) if o}
+            | {
+                o
+                for s in out_steps
+                if s["body"] is not None and isinstance(s["body"].get("recipients"), list)
+                for o in s["body"]["recipients"]
+                if isinstance(o, str)
+            }
+        )
+        relied = await self._db.read(
+            "review_relied_on",
+            lambda tx: review_store.relied_on(tx, orgs, first["case_ref"], int(first["time_ms"])),
+        )
         return {
             "exchange_id": exchange_id,
             "steps": out_steps,
             "legal_basis": basis,
+            "relied_on": relied,
             "checkpoint": checkpoint,
             "verified": bool(out_steps) and all(s["proof"]["verified"] for s in out_steps),
         }
@@ -285,3 +338,80 @@ class ReviewService:
             "complete_basis_refusals": items[:limit],
             "next_before": listed[limit - 1][0]["idx"] if more else None,
         }
+
+
+_PID = re.compile(r"^[0-9a-f]{128}$")  # as `models.Pid`: an OPRF output, hex
+SUBJECT_COLUMNS = (
+    "idx",
+    "time_ms",
+    "type",
+    "case_ref",
+    "theme",
+    "from",
+    "to",
+    "categories",
+    "purpose",
+    "legal_basis",
+    "decision",
+    "code",
+    "retained_until_ms",
+)
+
+
+def check_pid(pid: str) -> str:
+    pid = pid.strip().lower()
+    if not _PID.match(pid):
+        raise InvalidRequest(
+            "Invalid pid.", errors=[{"loc": ["body", "pid"], "msg": "not a 128-hex-digit pid"}]
+        )
+    return pid
+
+
+def subject_rows(
+    found: list[tuple[dict[str, Any], dict[str, Any], int | None]],
+    retention: RetentionSettings,
+) -> list[dict[str, Any]]:
+    """One row per entry: who received what, why, on which basis, kept until when."""
+    rows = []
+    for entry, body, closed_ms in found:
+        recipients = body.get("recipients") or (
+            [entry["counterpart"]] if entry["counterpart"] else []
+        )
+        days = retention.entry_days_by_type.get(entry["type"], retention.entry_days)
+        basis = body.get("legal_basis")
+        rows.append(
+            {
+                "idx": entry["idx"],
+                "time_ms": entry["time_ms"],
+                "type": entry["type"],
+                "case_ref": entry["case_ref"],
+                "theme": entry["theme"],
+                "from": entry["org"],
+                "to": list(recipients),
+                "categories": list(body.get("categories") or []),
+                "purpose": body.get("purpose"),
+                "legal_basis": basis if isinstance(basis, Mapping) else None,
+                "decision": entry["decision"],
+                "code": entry["code"],
+                # Retention runs from the closing of the case; open: not yet known.
+                "retained_until_ms": None if closed_ms is None else closed_ms + days * DAY_MS,
+            }
+        )
+    return rows
+
+
+def subject_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(SUBJECT_COLUMNS)
+    for row in rows:
+        cells = []
+        for key in SUBJECT_COLUMNS:
+            value = row[key]
+            if isinstance(value, list):
+                value = ";".join(str(v) for v in value)
+            elif isinstance(value, Mapping):
+                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            cells.append("" if value is None else str(value))
+        writer.writerow(cells)
+    return out.getvalue()

@@ -257,3 +257,86 @@ def refusals_with_basis(
         basis_body = None if r[-1] is None else json.loads(bytes(r[-1]))
         out.append((entry, basis_body))
     return out
+
+
+# -- subject access (GDPR art. 15) ---------------------------------------------------
+
+
+def subject_entries(tx: Tx, pid: str) -> list[tuple[dict[str, Any], dict[str, Any], int | None]]:
+    """Every ledger entry about the subject with this pid, oldest first: entries of the
+    subject's cases whose body names the subject's `subject_ref` in that case, with the
+    case's closing time (for retention)."""
+    pairs = tx.conn.execute(
+        "SELECT s.case_ref, s.subject_ref, c.closed_ms FROM case_subjects s"
+        " JOIN cases c ON c.case_ref = s.case_ref WHERE s.pid = ? ORDER BY s.case_ref",
+        (pid,),
+    ).fetchall()
+    out: list[tuple[dict[str, Any], dict[str, Any], int | None]] = []
+    for case_ref, subject_ref, closed_ms in pairs:
+        rows = tx.conn.execute(
+            f"SELECT {', '.join('r.' + c for c in ENTRY_COLUMNS)}, l.body FROM review_entries r"
+            " JOIN ledger l ON l.idx = r.idx WHERE r.case_ref = ? AND l.body IS NOT NULL"
+            " AND json_extract(CAST(l.body AS TEXT), '$.subject_ref') = ? ORDER BY r.idx",
+            (case_ref, subject_ref),
+        ).fetchall()
+        for r in rows:
+            entry = dict(zip(ENTRY_COLUMNS, r[:-1], strict=True))
+            out.append((entry, json.loads(bytes(r[-1])), closed_ms))
+    out.sort(key=lambda item: int(item[0]["idx"]))
+    return out
+
+
+def purge_status(tx: Tx) -> dict[str, Any]:
+    """How many purge runs the ledger records, and the last one's time and size."""
+    row = tx.conn.execute(
+        "SELECT COUNT(*), MAX(idx) FROM review_entries WHERE type = 'purge'"
+    ).fetchone()
+    runs, last = int(row[0]), row[1]
+    status: dict[str, Any] = {"runs": runs, "last_ms": None, "last_entries": None}
+    if last is not None:
+        body = entry_body(tx, int(last))
+        status["last_ms"] = tx.conn.execute(
+            "SELECT time_ms FROM ledger WHERE idx = ?", (last,)
+        ).fetchone()[0]
+        if body is not None and isinstance(body.get("indexes"), list):
+            status["last_entries"] = len(body["indexes"])
+    return status
+
+
+def relied_on(
+    tx: Tx, orgs: list[str], case_ref: str | None, at_ms: int
+) -> dict[str, list[dict[str, Any]]]:
+    """The accessions and declarations of `orgs` that were in force at `at_ms`."""
+    if not orgs:
+        return {"accessions": [], "declarations": []}
+    marks = ",".join("?" * len(orgs))
+    acc = tx.conn.execute(
+        "SELECT a.org, a.protocol_id, p.version, a.signed_at_ms, a.received_ms, a.revoked_ms"
+        f" FROM accessions a JOIN protocols p ON p.protocol_id = a.protocol_id"
+        f" WHERE a.org IN ({marks}) AND a.received_ms <= ?"
+        " AND (a.revoked_ms IS NULL OR a.revoked_ms > ?) AND p.valid_from_ms <= ?"
+        " AND (p.valid_until_ms IS NULL OR p.valid_until_ms > ?) ORDER BY a.org",
+        (*orgs, at_ms, at_ms, at_ms, at_ms),
+    ).fetchall()
+    acc_keys = ("org", "protocol_id", "version", "signed_at_ms", "received_ms", "revoked_ms")
+    decl: list[Any] = []
+    if case_ref is not None:
+        decl = tx.conn.execute(
+            "SELECT declaration_id, org, case_ref, signer_role, valid_from_ms, valid_until_ms"
+            f" FROM declarations WHERE org IN ({marks}) AND case_ref = ? AND received_ms <= ?"
+            " AND valid_from_ms <= ? AND valid_until_ms > ?"
+            " AND (revoked_ms IS NULL OR revoked_ms > ?) ORDER BY org, declaration_id",
+            (*orgs, case_ref, at_ms, at_ms, at_ms, at_ms),
+        ).fetchall()
+    decl_keys = (
+        "declaration_id",
+        "org",
+        "case_ref",
+        "signer_role",
+        "valid_from_ms",
+        "valid_until_ms",
+    )
+    return {
+        "accessions": [dict(zip(acc_keys, r, strict=True)) for r in acc],
+        "declarations": [dict(zip(decl_keys, r, strict=True)) for r in decl],
+    }

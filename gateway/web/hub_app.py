@@ -115,7 +115,14 @@ def build_hub(
         policy=policy,
         ledger=ledger,
         national=national,
-        review=ReviewService(db, ledger, clock, hub_org=keys.org, signing_key=keys.signing_key),
+        review=ReviewService(
+            db,
+            ledger,
+            clock,
+            hub_org=keys.org,
+            signing_key=keys.signing_key,
+            retention=settings.retention,
+        ),
         review_auth=ReviewAuth(db, clock, Sessions(clock), keys.org),
         national_link=link,
     )

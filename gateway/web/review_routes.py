@@ -18,12 +18,14 @@ import datetime
 import functools
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.errors import CsrfRejected, Unauthenticated
+from gateway.errors import CsrfRejected, InvalidRequest, Unauthenticated
+from gateway.services import ops, review_export
 from gateway.services import review as review_svc
 from gateway.services.review_auth import Session, csrf_ok
 from gateway.web.state import HUB
@@ -250,6 +252,28 @@ def _common(session: Session) -> dict[str, Any]:
     return {"user": session.user, "role": session.role.value, "csrf": session.csrf}
 
 
+async def _ledger(request: web.Request, session: Session) -> dict[str, Any]:
+    hub = request.app[HUB]
+    check = await ops.check_ledger(hub.ledger, hub.db, hub.keys.signing_key, None)
+    data = await hub.review.ledger_status(
+        {"ok": check.ok, "size": check.size, "problem": check.problem}
+    )
+    await hub.review.record_report(session.user, "ledger-status", {})
+    return data
+
+
+@routes.get("/api/v1/review/ledger")
+@api
+async def api_ledger(request: web.Request, session: Session) -> web.StreamResponse:
+    return _json(await _ledger(request, session))
+
+
+@routes.get("/review/ledger")
+@page
+async def ledger_page(request: web.Request, session: Session) -> web.StreamResponse:
+    return _render(request, "ledger.html", data=await _ledger(request, session), **_common(session))
+
+
 @routes.get("/review/exchanges")
 @page
 async def exchanges_page(request: web.Request, session: Session) -> web.StreamResponse:
@@ -287,3 +311,109 @@ async def refusals_page(request: web.Request, session: Session) -> web.StreamRes
     return _render(
         request, "refusals.html", data=await _refusals(request, session), **_common(session)
     )
+
+
+# -- subject access (inzage, GDPR art. 15) --------------------------------------------
+
+
+class SubjectReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pid: str = Field(max_length=128)
+    format: Literal["json", "csv"] = "json"
+
+
+def _csv_response(text: str) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={**_API_HEADERS, "Content-Disposition": 'attachment; filename="inzage.csv"'},
+    )
+
+
+@routes.get("/api/v1/review/session")
+@api
+async def api_session(request: web.Request, session: Session) -> web.StreamResponse:
+    """Who is logged in, and the CSRF token that POSTs to the review API must carry."""
+    return _json({"user": session.user, "role": session.role.value, "csrf": session.csrf})
+
+
+@routes.post("/api/v1/review/subject-report")
+@api
+async def api_subject_report(request: web.Request, session: Session) -> web.StreamResponse:
+    if not csrf_ok(session.csrf, request.headers.get("X-CSRF-Token")):
+        raise CsrfRejected("The X-CSRF-Token header is missing or wrong.")
+    try:
+        wanted = SubjectReportIn.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "Invalid request.",
+            errors=[{"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+    review = request.app[HUB].review
+    rows = await review.subject_report(session.user, wanted.pid, wanted.format)
+    if wanted.format == "csv":
+        return _csv_response(review_svc.subject_csv(rows))
+    return _json({"entries": rows})
+
+
+@routes.get("/review/subject")
+@page
+async def subject_form(request: web.Request, session: Session) -> web.StreamResponse:
+    return _render(request, "subject.html", rows=None, pid="", **_common(session))
+
+
+@routes.post("/review/subject")
+@page
+async def subject_page(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await request.post()
+    token = form.get("csrf")
+    if not isinstance(token, str) or not csrf_ok(session.csrf, token):
+        raise CsrfRejected("The form's CSRF token is missing or wrong.")
+    pid, fmt = form.get("pid"), form.get("format")
+    if not isinstance(pid, str) or fmt not in ("html", "csv"):
+        raise InvalidRequest("Invalid form.")
+    review = request.app[HUB].review
+    rows = await review.subject_report(session.user, pid, fmt)
+    if fmt == "csv":
+        return _csv_response(review_svc.subject_csv(rows))
+    return _render(request, "subject.html", rows=rows, pid=pid.strip().lower(), **_common(session))
+
+
+async def _export(request: web.Request, session: Session) -> web.Response:
+    hub = request.app[HUB]
+    check = await ops.check_ledger(hub.ledger, hub.db, hub.keys.signing_key, None)
+    head = hub.ledger.head
+    data = await review_export.compliance_zip(
+        hub.review,
+        user=session.user,
+        ledger_note=None if head is None else head.note,
+        self_check=check,
+    )
+    return web.Response(
+        body=data,
+        content_type="application/zip",
+        headers={
+            **_API_HEADERS,
+            "Content-Disposition": 'attachment; filename="compliance-export.zip"',
+        },
+    )
+
+
+@routes.post("/api/v1/review/compliance-export")
+@api
+async def api_compliance_export(request: web.Request, session: Session) -> web.StreamResponse:
+    if not csrf_ok(session.csrf, request.headers.get("X-CSRF-Token")):
+        raise CsrfRejected("The X-CSRF-Token header is missing or wrong.")
+    return await _export(request, session)
+
+
+@routes.post("/review/compliance-export")
+@page
+async def compliance_export_page(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await request.post()
+    token = form.get("csrf")
+    if not isinstance(token, str) or not csrf_ok(session.csrf, token):
+        raise CsrfRejected("The form's CSRF token is missing or wrong.")
+    return await _export(request, session)

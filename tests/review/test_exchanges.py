@@ -10,110 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.ledger.merkle import verify_inclusion
-from gateway.storage.database import offline_transaction
 from tests.conftest import Network
 from tests.review.conftest import Browser
 from tests.web.helpers import SUBJECT, open_case
-
-JAN = 1_768_435_200_000  # 2026-01-15 00:00 UTC
-FEB = 1_771_113_600_000  # 2026-02-15 00:00 UTC
-COMPLETE = {
-    "gdpr_art6": "e",
-    "national_law": "Wet verplichte GGZ art. 8:30",
-    "secrecy_permission": "conflict-of-duties",
-    "five_questions": {
-        "purpose": "veiligheid",
-        "necessity": "ja",
-        "subsidiarity": "geen lichter middel",
-        "proportionality": "beperkt",
-        "effectiveness": "helpt",
-    },
-}
-# name: (type, time, body, actors)
-SEED: dict[str, tuple[str, int, dict[str, Any], tuple[str, ...]]] = {
-    "dat": (
-        "dat-request",
-        JAN,
-        {"exchange_id": "x-1", "case_ref": "C-A", "requester": "politie-test"},
-        ("politie-test", "vt-test"),
-    ),
-    "dat-answer": (
-        "dat-answer",
-        JAN + 1000,
-        {
-            "exchange_id": "x-1",
-            "case_ref": "C-A",
-            "from": "vt-test",
-            "to": "politie-test",
-            "decision": "known",
-        },
-        ("politie-test", "vt-test"),
-    ),
-    "wat": (
-        "wat-request",
-        FEB,
-        {
-            "exchange_id": "x-2",
-            "case_ref": "C-A",
-            "requester": "politie-test",
-            "holder": "vt-test",
-            "theme": "huiselijk-geweld",
-            "legal_basis": COMPLETE,
-        },
-        ("politie-test", "vt-test"),
-    ),
-    "wat-refused": (
-        "wat-answer",
-        FEB + 1000,
-        {
-            "exchange_id": "x-2",
-            "case_ref": "C-A",
-            "from": "vt-test",
-            "to": "politie-test",
-            "decision": "refuse",
-        },
-        ("politie-test", "vt-test"),
-    ),
-    "denied-category": (
-        "denied",
-        FEB + 2000,
-        {
-            "action": "wat-request",
-            "code": "category-not-allowed",
-            "org": "ggz-test",
-            "denied_org": "vt-test",
-            "case_ref": "C-B",
-            "exchange_id": "x-3",
-            "legal_basis": COMPLETE,
-        },
-        ("ggz-test", "vt-test"),
-    ),
-    "denied-basis": (
-        "denied",
-        FEB + 3000,
-        {
-            "action": "wat-request",
-            "code": "legal-basis-missing",
-            "org": "ggz-test",
-            "denied_org": "vt-test",
-            "case_ref": "C-B",
-            "exchange_id": "x-4",
-            "legal_basis": {"gdpr_art6": "e"},
-        },
-        ("ggz-test", "vt-test"),
-    ),
-}
-
-
-@pytest.fixture
-async def seeded(officer: Network, browser: Browser) -> dict[str, int]:
-    """The seed's ledger indexes by name (appended as an offline tool would)."""
-    index: dict[str, int] = {}
-    with offline_transaction(officer.settings.node.database) as tx:
-        for name, (entry_type, time_ms, body, actors) in SEED.items():
-            index[name] = tx.append_ledger(entry_type, time_ms, body, actors).index
-    assert (await browser.login()).status == 303
-    return index
 
 
 async def api(browser: Browser, path: str) -> Any:
@@ -232,6 +131,8 @@ async def test_exchange_detail_proof_verifies(officer: Network, browser: Browser
         [bytes.fromhex(p) for p in proof["path"]],
         head.root,
     )
+    relied = {a["org"] for a in data["relied_on"]["accessions"]}
+    assert relied == {"politie-test", "vt-test"}
     page = await browser.get(f"/review/exchanges/{xid}")
     assert page.status == 200
     assert "Bewijs geverifieerd" in page.text

@@ -13,12 +13,21 @@ from tests.conftest import Network
 from tests.review.conftest import OFFICER, PASSWORD, Browser, csrf_of
 from tests.web.helpers import Wire, assert_problem, query_one
 
-PAGES = ("/review/exchanges", "/review/exchanges/x-1", "/review/members", "/review/refusals")
+PAGES = (
+    "/review/exchanges",
+    "/review/exchanges/x-1",
+    "/review/members",
+    "/review/refusals",
+    "/review/ledger",
+    "/review/subject",
+)
 APIS = (
     "/api/v1/review/exchanges",
     "/api/v1/review/exchanges/x-1",
     "/api/v1/review/members",
     "/api/v1/review/refusals",
+    "/api/v1/review/ledger",
+    "/api/v1/review/session",
 )
 
 
