@@ -123,6 +123,11 @@ def _add_ledger(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ver.add_argument("--hub-org", help="the hub's org id (default: from its checkpoints)")
     ver.add_argument("--json", action="store_true")
     ver.add_argument(
+        "--allow-uncovered",
+        action="store_true",
+        help="accept entries after the last checkpoint (a copy of a running hub)",
+    )
+    ver.add_argument(
         "--checkpoint",
         action="append",
         type=Path,
@@ -411,6 +416,14 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot read a --checkpoint file: {exc}") from exc
         report = verify_file(args.db, _hub_key(args.hub_key), args.hub_org, anchors)
+        if report.ok and report.uncovered and not args.allow_uncovered:
+            # A stopped hub covers every entry with its final checkpoint: entries no
+            # signature vouches for mean a lost (or deleted) checkpoint.
+            report.fail(
+                report.entries - report.uncovered,
+                f"{report.uncovered} entries are not covered by a signed checkpoint "
+                "(for a copy of a running hub, pass --allow-uncovered)",
+            )
         if args.json:
             print(json.dumps(dataclasses.asdict(report), indent=2))
         elif report.ok:

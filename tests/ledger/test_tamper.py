@@ -828,3 +828,18 @@ async def test_a_restarted_ledger_service_does_not_sign_a_tampered_tree(
     # Refusing to sign is fine; signing a root that the leaves do not have is not.
     assert head is not None
     assert head.root == root_of([r.leaf_hash for r in base.rows])
+
+
+def test_the_cli_fails_when_the_newest_checkpoint_is_deleted(base: BaseLedger) -> None:
+    """What the verifier alone cannot prove missing, the CLI refuses to call OK: a
+    stopped hub's final checkpoint covers every entry, so uncovered entries are BAD
+    unless the auditor says the file is a copy of a running hub."""
+    key = b64u_encode(base.keys.signing_key)
+
+    def edit(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM checkpoints WHERE size = ?", (base.size,))
+
+    with edited_copy(base, edit) as path:
+        args = ["ledger", "verify", "--db", str(path), f"--hub-key={key}", "--json"]
+        assert main(args) == 1
+        assert main([*args, "--allow-uncovered"]) == 0
