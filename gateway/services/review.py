@@ -9,12 +9,14 @@ or read the clock itself.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import csv
 import datetime
 import functools
 import io
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -114,6 +116,14 @@ def basis_summary(basis: object) -> dict[str, Any] | None:
     return {"legal_basis": dict(basis), "complete": not gaps, "missing": gaps}
 
 
+log = logging.getLogger(__name__)
+_INDEX_BATCH = 5000
+
+
+def _index_batch(tx: Tx) -> int:
+    return ledger_store.index_for_review(tx.conn, _INDEX_BATCH)
+
+
 class ReviewService:
     def __init__(
         self,
@@ -132,6 +142,20 @@ class ReviewService:
         self._signing_key = signing_key
         self._retention = retention
 
+    async def catch_up(self) -> None:
+        """Bring the review index up to the ledger (it is built off the append path)."""
+        while await self._db.write("review_index", _index_batch) == _INDEX_BATCH:
+            pass
+
+    async def run_indexer(self, interval_s: float = 1.0) -> None:
+        """Keep the review index close behind the ledger in the background."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.catch_up()
+            except Exception:
+                log.exception("review indexing failed")
+
     async def record_report(self, user: str, report: str, params: Mapping[str, Any]) -> None:
         """Every report generated is a ledger entry: who asked for what."""
         now = self._clock.now_ms()
@@ -143,6 +167,7 @@ class ReviewService:
 
     async def subject_report(self, user: str, pid: str, fmt: str) -> list[dict[str, Any]]:
         """The subject-access report (inzage) by pid; it too is a ledger entry."""
+        await self.catch_up()
         pid = check_pid(pid)
         found = await self._db.read(
             "review_subject", lambda tx: review_store.subject_entries(tx, pid)
@@ -155,6 +180,7 @@ class ReviewService:
 
     async def ledger_status(self, self_check: dict[str, Any]) -> dict[str, Any]:
         """The latest checkpoint, the result of a self-check run, and purge status."""
+        await self.catch_up()
         head = self._ledger.head
         purge = await self._db.read("review_purge_status", review_store.purge_status)
         return {
@@ -167,6 +193,7 @@ class ReviewService:
         }
 
     async def exchanges(self, flt: EntryFilter, before: int | None, limit: int) -> dict[str, Any]:
+        await self.catch_up()
         rows = await self._db.read(
             "review_exchanges",
             functools.partial(review_store.list_entries, flt=flt, before=before, limit=limit + 1),
@@ -176,6 +203,7 @@ class ReviewService:
         return {"items": rows, "next_before": rows[-1]["idx"] if more else None}
 
     async def exchange(self, exchange_id: str) -> dict[str, Any]:
+        await self.catch_up()
         if not _TOKEN.match(exchange_id):
             raise NotFound("No such exchange.")
         steps = await self._db.read(
@@ -262,6 +290,7 @@ class ReviewService:
         }
 
     async def members(self) -> dict[str, Any]:
+        await self.catch_up()
         now = self._clock.now_ms()
 
         def read(tx: Tx) -> dict[str, Any]:
@@ -321,6 +350,8 @@ class ReviewService:
         }
 
     async def refusals(self, before: int | None, limit: int) -> dict[str, Any]:
+        await self.catch_up()
+
         def read(tx: Tx) -> tuple[list[dict[str, Any]], list[Any]]:
             return review_store.refusal_counts(tx), review_store.refusals_with_basis(
                 tx, before=before, limit=limit + 1

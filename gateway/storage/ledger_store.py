@@ -45,6 +45,32 @@ class LedgerRow:
 Mark = tuple[int, int, int, int]
 
 
+def _first_str(body: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = body.get(key)
+        if value is not None:
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
+def _review_row(index: int, entry_type: str, time_ms: int, body: dict[str, Any]) -> tuple[Any, ...]:
+    """The review index's row of an entry (what the privacy officers' filters read)."""
+    case_ref = _first_str(body, "case_ref")
+    return (
+        index,
+        entry_type,
+        time_ms,
+        _first_str(body, "exchange_id"),
+        case_ref,
+        _first_str(body, "theme"),
+        case_ref,
+        _first_str(body, "requester", "from", "org"),
+        _first_str(body, "holder", "to", "denied_org"),
+        _first_str(body, "decision"),
+        _first_str(body, "code") if entry_type == "denied" else None,
+    )
+
+
 class LedgerWriter:
     """Assigns indexes and buffers leaves; `flush` writes them with one executemany per
     table right before COMMIT. Used only from the database thread (or an offline tool's
@@ -340,3 +366,33 @@ def closed_cases_before(conn: sqlite3.Connection, cutoff_ms: int) -> list[str]:
         (cutoff_ms,),
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def index_for_review(conn: sqlite3.Connection, limit: int = 5000) -> int:
+    """Add the next entries to the privacy officers' review index; returns how many.
+
+    The index is derived data: it is built after the fact, off the append path, so
+    that eight secondary indexes do not slow down every exchange step."""
+    row = conn.execute("SELECT COALESCE(MAX(idx), -1) FROM review_entries").fetchone()
+    rows = conn.execute(
+        "SELECT idx, type, time_ms, body FROM ledger WHERE idx > ? ORDER BY idx LIMIT ?",
+        (int(row[0]), limit),
+    ).fetchall()
+    batch: list[tuple[Any, ...]] = []
+    for idx, entry_type, time_ms, body in rows:
+        try:
+            data = json.loads(body) if body is not None else {}
+        except ValueError:
+            data = {}
+        batch.append(
+            _review_row(
+                int(idx), str(entry_type), int(time_ms), data if isinstance(data, dict) else {}
+            )
+        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO review_entries (idx, type, time_ms, exchange_id, case_ref, theme,"
+        " org, counterpart, decision, code) VALUES (?, ?, ?, ?, ?,"
+        " COALESCE(?, (SELECT theme FROM cases WHERE case_ref = ?)), ?, ?, ?, ?)",
+        batch,
+    )
+    return len(rows)

@@ -1,6 +1,7 @@
 """SQL of the review pages: the people who log in, and reads over the ledger index.
 
-`review_entries` (migration 0005) is filled by a trigger on the ledger table, so
+`review_entries` (migration 0005) is filled after the fact from the ledger table
+(`ledger_store.index_for_review`, migration 0007), so
 filters and keyset paging (by ledger index, newest first) never scan the ledger's
 bodies. Must not: write the ledger (logins and reports are appended by the service
 through `Tx.append_ledger`), or decide anything (no lockout policy here).

@@ -275,6 +275,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_maintenance(hub), name="maintenance"),
         asyncio.create_task(_purger(hub), name="purge"),
         asyncio.create_task(_self_check(hub), name="ledger-self-check"),
+        asyncio.create_task(hub.review.run_indexer(), name="review-index"),
     ]
     if hub.national_link is not None:
         tasks += await hub.national_link.start()
