@@ -207,3 +207,45 @@ def test_partner_add_from_public_file(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*base, "--org", "other-x"]) == 2  # the file names another organisation
     assert "not other-x" in capsys.readouterr().err
     assert main(["partner", "add", "--config", config, "--role", "partner", "--org", "x-y"]) == 2
+
+
+def test_demo_transcript_shows_the_policy_outcomes(tmp_path: Path) -> None:
+    """What `make run` prints: dat, an incidental partner refused and then admitted after
+    its declaration, a wat released, one refused by the policy, one by the holder."""
+    base = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "demo",
+            "--dir",
+            str(tmp_path / "d"),
+            "--base-port",
+            str(base),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(lines)
+    assert "denied woonstichting-demo: declaration-required" in text, text
+    assert "now delivered to woonstichting-demo" in text, text
+    assert "politie-demo decided release" in text, text
+    assert "refused: legal-basis-missing" in text, text
+    assert "decided refuse, reason client-objection-upheld" in text, text
+    assert "230857103" not in text  # the transcript shows what happened, not the BSN
