@@ -21,7 +21,7 @@ from gateway.ledger.verify import VerifyReport, find_origin, verify_ledger
 from gateway.policy.rules import default_policy_text, load_policy
 from gateway.services import retention
 from gateway.services.explain import explain_wat
-from gateway.storage import stores
+from gateway.storage import policy_store, stores
 from gateway.storage.database import offline_read, offline_transaction, read_ledger_file
 from gateway.storage.records import OrgRecord
 
@@ -179,7 +179,7 @@ def publish_protocol(
     protocol_id: str | None = None,
     valid_from_ms: int | None = None,
     valid_until_ms: int | None = None,
-) -> stores.ProtocolRecord:
+) -> policy_store.ProtocolRecord:
     """Publish a new version of the region's privacy protocol (partners must accede anew)."""
     policy = load_policy(settings.node.policy_file)
     unknown = [t for t in themes if t not in policy.themes]
@@ -193,9 +193,9 @@ def publish_protocol(
         raise ConfigError("the protocol text must be UTF-8") from exc
     now = clock.now_ms()
     with offline_transaction(settings.node.database) as tx:
-        existing = stores.list_protocols(tx)
+        existing = policy_store.list_protocols(tx)
         version = max((p.version for p in existing), default=0) + 1
-        rec = stores.ProtocolRecord(
+        rec = policy_store.ProtocolRecord(
             protocol_id=protocol_id or f"privacyprotocol-v{version}",
             version=version,
             title=title,
@@ -208,7 +208,7 @@ def publish_protocol(
         )
         if any(p.protocol_id == rec.protocol_id for p in existing):
             raise ConfigError(f"protocol {rec.protocol_id} exists already")
-        stores.insert_protocol(tx, rec)
+        policy_store.insert_protocol(tx, rec)
         tx.append_ledger(
             "protocol-published",
             now,
@@ -221,7 +221,7 @@ def publish_protocol(
 def revoke_accession(settings: Settings, clock: Clock, protocol_id: str, org: str) -> bool:
     now = clock.now_ms()
     with offline_transaction(settings.node.database) as tx:
-        changed = stores.revoke_accession(tx, protocol_id, org, now)
+        changed = policy_store.revoke_accession(tx, protocol_id, org, now)
         if changed:
             tx.append_ledger(
                 "accession-revoked", now, {"protocol_id": protocol_id, "org": org}, (org,)

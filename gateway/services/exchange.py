@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from gateway.clock import Clock
 from gateway.crypto.canonical import canonical_sha256
-from gateway.crypto.envelope import payload_hash, verify_outer
-from gateway.errors import Conflict, DenyCode, EnvelopeError, InvalidRequest, NotFound
+from gateway.crypto.envelope import payload_hash
+from gateway.errors import Conflict, DenyCode, NotFound
 from gateway.models import (
     DAT_DECISIONS,
     WAT_DECISIONS,
@@ -30,181 +28,33 @@ from gateway.models import (
     EnvelopeKind,
     WatRequest,
 )
-from gateway.policy.access import CaseView, Party, case_access, membership, recipient_access
+from gateway.policy.access import CaseView, Party, case_access, membership
 from gateway.policy.decide import WatCase, decide_wat
-from gateway.policy.rules import Policy
 from gateway.services.auth import RequestAuth
-from gateway.services.directory import Directory
+from gateway.services.exchange_base import (
+    HOUR_MS as _HOUR_MS,
+)
+from gateway.services.exchange_base import (
+    PRECEDENCE as _PRECEDENCE,
+)
+from gateway.services.exchange_base import (
+    ExchangeBase,
+)
+from gateway.services.exchange_base import (
+    bad as _bad,
+)
+from gateway.services.exchange_base import (
+    compact as _compact,
+)
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
 from gateway.services.parties import party
-from gateway.storage import stores
-from gateway.storage.database import Database, Tx
+from gateway.storage import policy_store, stores
+from gateway.storage.database import Tx
 from gateway.storage.ledger_store import LedgerRef
-from gateway.storage.records import CaseRecord, ExchangeRecord, RecipientRecord
-
-_PRECEDENCE = (DenyCode.NOT_A_MEMBER, DenyCode.DECLARATION_REQUIRED, DenyCode.NOT_A_PARTICIPANT)
-_HOUR_MS = 3_600_000
+from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 
-def _bad(loc: list[str | int], msg: str) -> InvalidRequest:
-    return InvalidRequest("The request does not validate.", errors=[{"loc": loc, "msg": msg}])
-
-
-def _compact(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-@dataclass(frozen=True, slots=True)
-class _Admitted:
-    """The result of the sender's checks inside a job: the case, or a recorded denial."""
-
-    case: CaseRecord | None
-    view: CaseView | None
-    replay: Done | None = None
-    denied: Denied | None = None
-
-
-class ExchangeService:
-    def __init__(
-        self,
-        db: Database,
-        directory: Directory,
-        clock: Clock,
-        policy: Policy,
-        notify: Callable[[str], None],
-    ) -> None:
-        self._db = db
-        self._directory = directory
-        self._clock = clock
-        self._policy = policy
-        self._notify = notify
-
-    # -- checks without stored state (400, before anything else) ------------
-
-    def _check_binding(
-        self,
-        env: Envelope,
-        loc: list[str | int],
-        *,
-        kind: EnvelopeKind,
-        exchange_id: str,
-        case_ref: str,
-        subject_ref: str,
-    ) -> None:
-        for name, want in (
-            ("kind", kind.value),
-            ("exchange_id", exchange_id),
-            ("case_ref", case_ref),
-            ("subject_ref", subject_ref),
-        ):
-            if getattr(env, name) != want:
-                raise _bad([*loc, name], f"does not match the request ({name})")
-
-    def _check_signature(self, auth: RequestAuth, env: Envelope, loc: list[str | int]) -> None:
-        if env.sender != auth.org or env.sender_kid != auth.caller.signing_kid:
-            raise _bad([*loc, "sender"], "is not the authenticated organisation's current key")
-        try:
-            verify_outer(env.model_dump(mode="json"), auth.caller.signing_key)
-        except EnvelopeError as exc:
-            raise _bad([*loc, "sig"], "envelope signature or encoding is invalid") from exc
-
-    def _check_recipient_key(self, env: Envelope, loc: list[str | int]) -> None:
-        rec = self._directory.get(env.recipient)
-        if rec is None or rec.role == "hub":
-            raise _bad([*loc, "recipient"], "unknown organisation")
-        if rec.encryption_kid != env.recipient_kid:
-            raise _bad([*loc, "recipient_kid"], "is not the recipient's current encryption key")
-
-    def _recipient(self, tx: Tx, org: str, view: CaseView, now: int) -> DenyCode | None:
-        rec = self._directory.get(org)
-        if rec is None:
-            return DenyCode.NOT_A_PARTICIPANT
-        return recipient_access(party(tx, rec, now, view.case_ref), view)
-
-    # -- the sender's checks, shared by dat and wat ------------------------------
-
-    def _admit(
-        self,
-        tx: Tx,
-        auth: RequestAuth,
-        *,
-        action: str,
-        exchange_id: str,
-        case_ref: str,
-        body_hash: bytes,
-        now: int,
-    ) -> _Admitted:
-        """Idempotent replay, then forbidden-role / not-a-member, 404, 409 exchange-exists,
-        declaration-required / not-a-participant, 409 case-closed."""
-        auth.persist(tx)
-        existing = stores.get_exchange(tx, exchange_id)
-        if (
-            existing is not None
-            and existing.requester == auth.org
-            and existing.body_sha256 == body_hash
-        ):
-            return _Admitted(None, None, replay=Done(202, json.loads(existing.response)))
-        where = {"case_ref": case_ref, "exchange_id": exchange_id}
-        sender = party(tx, auth.caller, now, case_ref)
-        if code := membership(sender):
-            return _Admitted(
-                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
-            )
-        case = stores.get_case(tx, case_ref)
-        if case is None:
-            raise NotFound("Unknown case.")
-        if existing is not None:
-            raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
-        view = CaseView(case.case_ref, case.participants)
-        if code := case_access(sender, view):
-            return _Admitted(
-                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
-            )
-        if case.status == "closed":
-            raise Conflict("The case is closed.", code="case-closed")
-        return _Admitted(case, view)
-
-    def _deliver(
-        self,
-        tx: Tx,
-        *,
-        org: str,
-        kind: EnvelopeKind,
-        exchange_id: str,
-        sender: str,
-        case_ref: str,
-        subject_ref: str,
-        envelope: Envelope | None,
-        now: int,
-        decision: str | None = None,
-        reason_code: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        env_json = None
-        if envelope is not None:
-            data = envelope.model_dump(mode="json")
-            if extra:
-                data = {"envelope": data, **extra}
-            env_json = _compact(data)
-        elif extra:
-            env_json = _compact({"envelope": None, **extra})
-        stores.enqueue(
-            tx,
-            org=org,
-            kind=kind.value,
-            exchange_id=exchange_id,
-            sender=sender,
-            case_ref=case_ref,
-            subject_ref=subject_ref,
-            decision=decision,
-            reason_code=reason_code,
-            envelope=env_json,
-            now_ms=now,
-        )
-        tx.on_commit(functools.partial(self._notify, org))
-
-    # -- dat-request -----------------------------------------------------------
-
+class ExchangeService(ExchangeBase):
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
         exchange_id = req.envelopes[0].exchange_id
         recipients = [env.recipient for env in req.envelopes]
@@ -444,7 +294,7 @@ class ExchangeService:
                     requester_domain=auth.caller.domain,
                     categories=tuple(req.categories),
                     legal_basis=basis,
-                    dat_known=stores.dat_known(tx, req.case_ref, req.subject_ref, req.holder),
+                    dat_known=policy_store.dat_known(tx, req.case_ref, req.subject_ref, req.holder),
                 ),
             )
             if not decision.allowed:
@@ -517,7 +367,7 @@ class ExchangeService:
                     )
                 ],
             )
-            stores.insert_wat(
+            policy_store.insert_wat(
                 tx,
                 exchange_id=exchange_id,
                 holder=req.holder,
@@ -664,7 +514,7 @@ class ExchangeService:
                 now_ms=now,
             )
             if exchange.kind == "wat":
-                stores.wat_decided(tx, exchange_id, now)
+                policy_store.wat_decided(tx, exchange_id, now)
             self._deliver(
                 tx,
                 org=exchange.requester,
@@ -690,7 +540,7 @@ class ExchangeService:
 
 
 def _overdue(tx: Tx, *, org: str, now: int) -> list[dict[str, Any]]:
-    return stores.overdue_wat(tx, org, now)
+    return policy_store.overdue_wat(tx, org, now)
 
 
 __all__ = ["ExchangeService", "Party"]

@@ -20,7 +20,7 @@ from gateway.policy.access import CaseView, case_access, membership, recipient_a
 from gateway.policy.decide import WatCase, decide_wat
 from gateway.policy.rules import Policy
 from gateway.services.parties import party
-from gateway.storage import stores
+from gateway.storage import policy_store, stores
 from gateway.storage.database import Tx
 
 _CATEGORY = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -82,7 +82,7 @@ def explain_wat(tx: Tx, policy: Policy, request: Mapping[str, Any], now_ms: int)
             requester_domain=sender.domain,
             categories=tuple(str(c) for c in request.get("categories", [])),
             legal_basis={k: v for k, v in dict(basis).items() if v is not None},
-            dat_known=stores.dat_known(tx, case_ref, subject_ref, holder.org),
+            dat_known=policy_store.dat_known(tx, case_ref, subject_ref, holder.org),
         ),
     )
     out = decision.to_json()

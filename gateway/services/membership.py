@@ -23,7 +23,7 @@ from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.outcome import Done, Outcome, deny, settle
 from gateway.services.parties import party
-from gateway.storage import stores
+from gateway.storage import policy_store, stores
 from gateway.storage.database import Database, Tx
 
 MAX_DECLARATION_DAYS = 366
@@ -68,11 +68,11 @@ class MembershipService:
     # -- protocols -------------------------------------------------------------
 
     async def protocols(self) -> list[dict[str, Any]]:
-        records = await self._db.read("protocols", stores.list_protocols)
+        records = await self._db.read("protocols", policy_store.list_protocols)
         return [r.summary() for r in records]
 
     async def protocol_text(self, protocol_id: str) -> bytes:
-        rec = await self._db.read("protocol", lambda tx: stores.get_protocol(tx, protocol_id))
+        rec = await self._db.read("protocol", lambda tx: policy_store.get_protocol(tx, protocol_id))
         if rec is None:
             raise NotFound("Unknown protocol.")
         return rec.text
@@ -89,7 +89,7 @@ class MembershipService:
             auth.persist(tx)
             if code := may_accede(party(tx, auth.caller, now)):
                 return deny(tx, code, action="accession", org=auth.org, now_ms=now)
-            protocol = stores.get_protocol(tx, protocol_id)
+            protocol = policy_store.get_protocol(tx, protocol_id)
             if protocol is None:
                 raise NotFound("Unknown protocol.")
             if req.hub != self._hub:
@@ -101,11 +101,11 @@ class MembershipService:
             if not verify_record(auth.caller.signing_key, record, req.sig):
                 raise _bad(["sig"], "the signature does not verify with the organisation's key")
             signed = canonical_json({**record, "sig": req.sig}).decode()
-            existing = stores.get_accession_record(tx, protocol_id, auth.org)
+            existing = policy_store.get_accession_record(tx, protocol_id, auth.org)
             body = {"protocol_id": protocol_id, "org": auth.org, "signed_at_ms": req.signed_at_ms}
             if existing is not None and existing == (signed, None):
                 return Done(201, {**body, "ledger": []})  # the same record again: a retry
-            stores.upsert_accession(
+            policy_store.upsert_accession(
                 tx,
                 protocol_id=protocol_id,
                 org=auth.org,
@@ -209,10 +209,10 @@ class MembershipService:
                 "valid_from_ms": req.valid_from_ms,
                 "valid_until_ms": req.valid_until_ms,
             }
-            found = stores.find_declaration(tx, auth.org, req.case_ref, signed)
+            found = policy_store.find_declaration(tx, auth.org, req.case_ref, signed)
             if found is not None:
                 return Done(201, {**body, "declaration_id": found, "ledger": []})
-            declaration_id = stores.insert_declaration(
+            declaration_id = policy_store.insert_declaration(
                 tx,
                 org=auth.org,
                 case_ref=req.case_ref,

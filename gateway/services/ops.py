@@ -26,7 +26,7 @@ from gateway.ledger.merkle import CompactTree, verify_consistency, verify_inclus
 from gateway.ledger.verify import VerifyReport
 from gateway.services.admin import verify_file
 from gateway.services.ledger import LedgerService, SignedHead
-from gateway.storage import ledger_store, stores
+from gateway.storage import ledger_store, policy_store
 from gateway.storage.backup import (
     DatabaseInfo,
     backup_database,
@@ -196,12 +196,12 @@ def expiries(tx: Tx, *, now_ms: int, orgs: Iterable[OrgRecord]) -> Expiries:
     }
     protocols: dict[str, float] = {}
     accessions: dict[str, float] = {}
-    current = stores.current_protocol_id(tx, now_ms)
-    protocol = None if current is None else stores.get_protocol(tx, current)
+    current = policy_store.current_protocol_id(tx, now_ms)
+    protocol = None if current is None else policy_store.get_protocol(tx, current)
     if protocol is not None and protocol.valid_until_ms is not None:
         until = protocol.valid_until_ms / 1000
         protocols[protocol.protocol_id] = until
-        for row in stores.list_accessions(tx):
+        for row in policy_store.list_accessions(tx):
             if (
                 row["protocol_id"] == protocol.protocol_id
                 and row["revoked_ms"] is None

@@ -33,7 +33,7 @@ from gateway.services.ledger import LedgerService
 from gateway.services.membership import MembershipService
 from gateway.services.review import ReviewService
 from gateway.services.review_auth import ReviewAuth, Sessions
-from gateway.storage import stores
+from gateway.storage import policy_store, stores
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
@@ -150,7 +150,7 @@ def _prune(tx: Tx, *, now_ms: int, acked_before_ms: int) -> None:
 
 
 def _wat_backlog(tx: Tx, *, now_ms: int) -> tuple[int, int]:
-    return stores.wat_backlog(tx, now_ms)
+    return policy_store.wat_backlog(tx, now_ms)
 
 
 async def _maintenance(hub: Hub) -> None:

@@ -17,7 +17,7 @@ from gateway.crypto.encoding import sha256
 from gateway.crypto.keys import OrgKeys, sign_record
 from gateway.errors import DenyCode
 from gateway.services import admin
-from gateway.storage.stores import ProtocolRecord
+from gateway.storage.policy_store import ProtocolRecord
 from tests.conftest import MEMBERS, Network, accede_all, synthetic_pid
 from tests.web.helpers import (
     Reply,

@@ -1,0 +1,192 @@
+"""The parts every exchange step shares: envelope checks in the protocol's order of
+precedence (PROTOCOL §3, §4), the sender's admission inside a storage job, and
+delivery to an inbox. `ExchangeService` builds the dat and wat flows on them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.crypto.envelope import verify_outer
+from gateway.errors import Conflict, DenyCode, EnvelopeError, InvalidRequest, NotFound
+from gateway.models import (
+    Envelope,
+    EnvelopeKind,
+)
+from gateway.policy.access import CaseView, case_access, membership, recipient_access
+from gateway.policy.rules import Policy
+from gateway.services.auth import RequestAuth
+from gateway.services.directory import Directory
+from gateway.services.outcome import Denied, Done, deny
+from gateway.services.parties import party
+from gateway.storage import stores
+from gateway.storage.database import Database, Tx
+from gateway.storage.records import CaseRecord
+
+PRECEDENCE = (DenyCode.NOT_A_MEMBER, DenyCode.DECLARATION_REQUIRED, DenyCode.NOT_A_PARTICIPANT)
+HOUR_MS = 3_600_000
+
+
+def bad(loc: list[str | int], msg: str) -> InvalidRequest:
+    return InvalidRequest("The request does not validate.", errors=[{"loc": loc, "msg": msg}])
+
+
+def compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The result of the sender's checks inside a job: the case, or a recorded denial."""
+
+    case: CaseRecord | None
+    view: CaseView | None
+    replay: Done | None = None
+    denied: Denied | None = None
+
+
+class ExchangeBase:
+    def __init__(
+        self,
+        db: Database,
+        directory: Directory,
+        clock: Clock,
+        policy: Policy,
+        notify: Callable[[str], None],
+    ) -> None:
+        self._db = db
+        self._directory = directory
+        self._clock = clock
+        self._policy = policy
+        self._notify = notify
+
+    # -- checks without stored state (400, before anything else) ------------
+
+    def _check_binding(
+        self,
+        env: Envelope,
+        loc: list[str | int],
+        *,
+        kind: EnvelopeKind,
+        exchange_id: str,
+        case_ref: str,
+        subject_ref: str,
+    ) -> None:
+        for name, want in (
+            ("kind", kind.value),
+            ("exchange_id", exchange_id),
+            ("case_ref", case_ref),
+            ("subject_ref", subject_ref),
+        ):
+            if getattr(env, name) != want:
+                raise bad([*loc, name], f"does not match the request ({name})")
+
+    def _check_signature(self, auth: RequestAuth, env: Envelope, loc: list[str | int]) -> None:
+        if env.sender != auth.org or env.sender_kid != auth.caller.signing_kid:
+            raise bad([*loc, "sender"], "is not the authenticated organisation's current key")
+        try:
+            verify_outer(env.model_dump(mode="json"), auth.caller.signing_key)
+        except EnvelopeError as exc:
+            raise bad([*loc, "sig"], "envelope signature or encoding is invalid") from exc
+
+    def _check_recipient_key(self, env: Envelope, loc: list[str | int]) -> None:
+        rec = self._directory.get(env.recipient)
+        if rec is None or rec.role == "hub":
+            raise bad([*loc, "recipient"], "unknown organisation")
+        if rec.encryption_kid != env.recipient_kid:
+            raise bad([*loc, "recipient_kid"], "is not the recipient's current encryption key")
+
+    def _recipient(self, tx: Tx, org: str, view: CaseView, now: int) -> DenyCode | None:
+        rec = self._directory.get(org)
+        if rec is None:
+            return DenyCode.NOT_A_PARTICIPANT
+        return recipient_access(party(tx, rec, now, view.case_ref), view)
+
+    # -- the sender's checks, shared by dat and wat ------------------------------
+
+    def _admit(
+        self,
+        tx: Tx,
+        auth: RequestAuth,
+        *,
+        action: str,
+        exchange_id: str,
+        case_ref: str,
+        body_hash: bytes,
+        now: int,
+    ) -> Admitted:
+        """Idempotent replay, then forbidden-role / not-a-member, 404, 409 exchange-exists,
+        declaration-required / not-a-participant, 409 case-closed."""
+        auth.persist(tx)
+        existing = stores.get_exchange(tx, exchange_id)
+        if (
+            existing is not None
+            and existing.requester == auth.org
+            and existing.body_sha256 == body_hash
+        ):
+            return Admitted(None, None, replay=Done(202, json.loads(existing.response)))
+        where = {"case_ref": case_ref, "exchange_id": exchange_id}
+        sender = party(tx, auth.caller, now, case_ref)
+        if code := membership(sender):
+            return Admitted(
+                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
+            )
+        case = stores.get_case(tx, case_ref)
+        if case is None:
+            raise NotFound("Unknown case.")
+        if existing is not None:
+            raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
+        view = CaseView(case.case_ref, case.participants)
+        if code := case_access(sender, view):
+            return Admitted(
+                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
+            )
+        if case.status == "closed":
+            raise Conflict("The case is closed.", code="case-closed")
+        return Admitted(case, view)
+
+    def _deliver(
+        self,
+        tx: Tx,
+        *,
+        org: str,
+        kind: EnvelopeKind,
+        exchange_id: str,
+        sender: str,
+        case_ref: str,
+        subject_ref: str,
+        envelope: Envelope | None,
+        now: int,
+        decision: str | None = None,
+        reason_code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        env_json = None
+        if envelope is not None:
+            data = envelope.model_dump(mode="json")
+            if extra:
+                data = {"envelope": data, **extra}
+            env_json = compact(data)
+        elif extra:
+            env_json = compact({"envelope": None, **extra})
+        stores.enqueue(
+            tx,
+            org=org,
+            kind=kind.value,
+            exchange_id=exchange_id,
+            sender=sender,
+            case_ref=case_ref,
+            subject_ref=subject_ref,
+            decision=decision,
+            reason_code=reason_code,
+            envelope=env_json,
+            now_ms=now,
+        )
+        tx.on_commit(functools.partial(self._notify, org))
+
+    # -- dat-request -----------------------------------------------------------
