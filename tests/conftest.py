@@ -43,10 +43,20 @@ NAME = "Barend Testmans"
 _TEST_OPRF_KEY, _ = derive_key_pair(b"\x07" * 32, b"zvh-gateway tests")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on, never the same one twice in a test run: the
+    OS may hand a just-closed ephemeral port out again, and two nodes of one test on
+    one port would answer each other's requests."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def synthetic_pid(bsn: str = BSN, birth: str = BIRTH) -> str:
