@@ -59,6 +59,20 @@ def free_port() -> int:
             return port
 
 
+def free_port_pair() -> int:
+    """A port P with P + 1 free as well (the demo's API and metrics listeners)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        if port + 1 not in _HANDED_OUT:
+            _HANDED_OUT.add(port + 1)
+            return port
+
+
 def synthetic_pid(bsn: str = BSN, birth: str = BIRTH) -> str:
     return evaluate(_TEST_OPRF_KEY, pid_input(bsn, birth)).hex()
 

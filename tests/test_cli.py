@@ -15,7 +15,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.crypto.keys import OrgKeys
-from tests.conftest import free_port
+from tests.conftest import free_port, free_port_pair
 
 
 def test_init_hub_writes_config_keys_and_database(
@@ -155,7 +155,7 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_demo_no_scenario_writes_network_and_stops(tmp_path: Path) -> None:
-    base = free_port()
+    base = free_port_pair()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -168,18 +168,19 @@ def test_demo_no_scenario_writes_network_and_stops(tmp_path: Path) -> None:
             str(base),
             "--no-scenario",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe nobody reads: a full pipe would block the demo's event loop.
+        stdout=(tmp_path / "demo.out").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         network_file = tmp_path / "d" / "network.json"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 40
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{base}/readyz", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{base}/readyz", timeout=5):
                     break
             except OSError:
-                assert time.monotonic() < deadline, "demo hub did not start"
+                assert time.monotonic() < deadline, (tmp_path / "demo.out").read_text()
                 time.sleep(0.1)
         network = json.loads(network_file.read_text())
         assert [n["role"] for n in network["nodes"]] == ["hub"]
@@ -212,7 +213,7 @@ def test_partner_add_from_public_file(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_demo_transcript_shows_the_policy_outcomes(tmp_path: Path) -> None:
     """What `make run` prints: dat, an incidental partner refused and then admitted after
     its declaration, a wat released, one refused by the policy, one by the holder."""
-    base = free_port()
+    base = free_port_pair()
     proc = subprocess.Popen(
         [
             sys.executable,
