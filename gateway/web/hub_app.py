@@ -20,23 +20,20 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
-from gateway.errors import ConfigError
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.policy.rules import load_policy
 from gateway.services import ops, retention
-from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.cases import CaseService
-from gateway.services.directory import Directory
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
-from gateway.services.ledger import LedgerService
 from gateway.services.membership import MembershipService
 from gateway.services.review import ReviewService
 from gateway.services.review_auth import ReviewAuth, Sessions
 from gateway.storage import policy_store, stores
-from gateway.storage.database import Database, Tx
+from gateway.storage.database import Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
+from gateway.web.core import build_core
 from gateway.web.hub_routes import routes
 from gateway.web.ledger_routes import routes as ledger_routes
 from gateway.web.national_link import build_national
@@ -53,15 +50,9 @@ def build_hub(
 ) -> Hub:
     clock = clock or SystemClock()
     metrics = metrics or Metrics("hub")
-    keys = OrgKeys.load(settings.node.key_file)
-    if keys.org != settings.node.org:
-        raise ConfigError(
-            f"key file {settings.node.key_file} is for {keys.org!r}, not {settings.node.org!r}"
-        )
+    core = build_core(settings, clock, metrics)
+    keys, db, directory, ledger = core.keys, core.db, core.directory, core.ledger
     policy = load_policy(settings.node.policy_file)
-    db = Database(settings.node.database, batch_max=settings.hub.write_batch_max, observer=metrics)
-    directory = Directory(db, clock, refresh_s=settings.hub.directory_refresh_s)
-    replay = ReplayCache()
     waiters = Waiters()
     national, link = build_national(
         settings,
@@ -72,13 +63,6 @@ def build_hub(
         directory=directory,
         themes=policy.themes,
     )
-    ledger = LedgerService(
-        db,
-        keys,
-        clock,
-        interval_s=settings.hub.checkpoint_interval_s,
-        idle_s=settings.hub.checkpoint_idle_s,
-    )
     return Hub(
         settings=settings,
         clock=clock,
@@ -86,15 +70,8 @@ def build_hub(
         keys=keys,
         db=db,
         directory=directory,
-        replay=replay,
-        authenticator=Authenticator(
-            directory,
-            replay,
-            clock,
-            authority=settings.authority,
-            skew_s=settings.hub.clock_skew_s,
-            window_s=settings.hub.nonce_window_s,
-        ),
+        replay=core.replay,
+        authenticator=core.authenticator,
         waiters=waiters,
         cases=CaseService(
             db,

@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
-from gateway.errors import ConfigError, ServiceUnavailable
+from gateway.errors import ServiceUnavailable
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.directory import Directory
@@ -31,6 +31,7 @@ from gateway.services.ledger import LedgerService
 from gateway.storage import stores
 from gateway.storage.database import Database
 from gateway.web import middleware
+from gateway.web.core import build_core
 from gateway.web.state import NODE, NodeParts
 
 log = logging.getLogger(__name__)
@@ -64,37 +65,17 @@ def build_node(
 ) -> NationalNode:
     clock = clock or SystemClock()
     metrics = metrics or Metrics(settings.node.role)
-    keys = OrgKeys.load(settings.node.key_file)
-    if keys.org != settings.node.org:
-        raise ConfigError(
-            f"key file {settings.node.key_file} is for {keys.org!r}, not {settings.node.org!r}"
-        )
-    db = Database(settings.node.database, batch_max=settings.hub.write_batch_max, observer=metrics)
-    directory = Directory(db, clock, refresh_s=settings.hub.directory_refresh_s)
-    replay = ReplayCache()
+    core = build_core(settings, clock, metrics)
     return NationalNode(
         settings=settings,
         clock=clock,
         metrics=metrics,
-        keys=keys,
-        db=db,
-        directory=directory,
-        replay=replay,
-        authenticator=Authenticator(
-            directory,
-            replay,
-            clock,
-            authority=settings.authority,
-            skew_s=settings.hub.clock_skew_s,
-            window_s=settings.hub.nonce_window_s,
-        ),
-        ledger=LedgerService(
-            db,
-            keys,
-            clock,
-            interval_s=settings.hub.checkpoint_interval_s,
-            idle_s=settings.hub.checkpoint_idle_s,
-        ),
+        keys=core.keys,
+        db=core.db,
+        directory=core.directory,
+        replay=core.replay,
+        authenticator=core.authenticator,
+        ledger=core.ledger,
     )
 
 
