@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.adapters import commands as adapter_commands
 from gateway.adapters import ledger_client
 from gateway.clock import SystemClock
 from gateway.config import load_settings
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_national(sub, k)
 
     _add_users(sub)
+    adapter_commands.add_parsers(sub)
 
     d = sub.add_parser("demo", help="run a small regional network on loopback")
     d.add_argument("--dir", type=Path, default=Path(".demo"))
@@ -581,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backup": _cmd_backup,
         "restore": _cmd_restore,
         "users": _cmd_users,
+        "init-adapter": adapter_commands.cmd_init_adapter,
+        "adapter": adapter_commands.cmd_adapter,
     }
     try:
         return handlers[args.command](args)

@@ -372,13 +372,16 @@ def _configure_reader(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout=10000")
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the numbered, forward-only migrations that are newer than the file."""
+def migrate(conn: sqlite3.Connection, folder: str = "migrations") -> int:
+    """Apply the numbered, forward-only migrations that are newer than the file.
+
+    `folder` is the migration set: `migrations` for the nodes, `adapter_migrations`
+    for a partner's adapter (its own database, which shares no table with a hub's)."""
     current = int(conn.execute("PRAGMA user_version").fetchone()[0])
     files = sorted(
         (
             f
-            for f in resources.files("gateway.storage").joinpath("migrations").iterdir()
+            for f in resources.files("gateway.storage").joinpath(folder).iterdir()
             if f.name.endswith(".sql")
         ),
         key=lambda f: f.name,
