@@ -7,6 +7,7 @@ response against the adapter's own OpenAPI document.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -250,10 +251,8 @@ class FakeSystem:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: condition not met; got {self.received}")
             self._event.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), timeout=0.2)
-            except TimeoutError:
-                pass
 
 
 async def wait_until(

@@ -173,7 +173,7 @@ async def test_webhook_and_file_drop_partners_answer_the_zvh(
 
         # The dropped file went to done/ with the hub's answer beside it.
         done = ggz.filedrop / "done"
-        await wait_until(lambda: (done / "antwoord-1.csv.result.json").exists(), what="done/")
+        await wait_until((done / "antwoord-1.csv.result.json").exists, what="done/")
         result = read_json(done / "antwoord-1.csv.result.json")
         assert result["results"][0]["status"] == 202
         assert not list((ggz.filedrop / "in").iterdir())
