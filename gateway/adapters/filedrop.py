@@ -99,15 +99,16 @@ def parse_json(data: bytes) -> list[Parsed]:
     return [_validate(item, f"request {i + 1}") for i, item in enumerate(items)]
 
 
-def _set_nested(target: dict[str, Any], dotted: str, value: str) -> None:
-    head, _, rest = dotted.partition(".")
-    if not rest:
-        target[head] = value
-        return
-    inner = target.setdefault(head, {})
-    if not isinstance(inner, dict):
-        raise DropError(f"column {dotted}: clashes with another column")
-    _set_nested(inner, rest, value)
+def _set_nested(target: dict[str, Any], column: str, value: str) -> None:
+    *parents, leaf = column.split(".")
+    for part in parents:
+        inner = target.setdefault(part, {})
+        if not isinstance(inner, dict):
+            raise DropError(f"column {column}: clashes with another column")
+        target = inner
+    if isinstance(target.get(leaf), dict):
+        raise DropError(f"column {column}: clashes with another column")
+    target[leaf] = value
 
 
 def csv_row_to_request(header: list[str], row: list[str]) -> dict[str, Any]:

@@ -295,9 +295,19 @@ def _problem_from_hub(exc: HubError) -> dict[str, Any]:
         "detail": str(problem.get("detail", "")),
         "code": exc.code,
     }
-    for extra in ("errors", "ledger"):
-        if isinstance(problem.get(extra), list):
-            out[extra] = problem[extra]
+    errors = problem.get("errors")
+    if isinstance(errors, list):
+        out["errors"] = [
+            {
+                "loc": list(e.get("loc", [])),
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "invalid")),
+            }
+            for e in errors
+            if isinstance(e, dict)
+        ]
+    if isinstance(problem.get("ledger"), list):
+        out["ledger"] = problem["ledger"]
     return out
 
 

@@ -163,7 +163,10 @@ class OpenApiChecker:
     def check(self, path: str, status: int, request: Any, response: Any, content_type: str) -> None:
         operation = self.document["paths"][path]["post"]
         req_schema = operation["requestBody"]["content"]["application/json"]["schema"]
-        jsonschema.validate(request, self._schema(req_schema), cls=jsonschema.Draft202012Validator)
+        validator = jsonschema.Draft202012Validator(self._schema(req_schema))
+        # The document and the adapter agree: what the document refuses is a 400 here.
+        if not validator.is_valid(request):
+            assert status == 400, (path, status, "the document refuses this request")
         documented = operation["responses"].get(str(status))
         assert documented is not None, f"{path}: status {status} is not documented"
         media = "application/problem+json" if status >= 400 else "application/json"
