@@ -68,7 +68,7 @@ def test_short_token_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("short\n")
     path.chmod(0o600)
-    with pytest.raises(ConfigError, match="local.token_file"):
+    with pytest.raises(ConfigError, match=r"local\.token_file"):
         ensure_token(path)
 
 
@@ -122,7 +122,7 @@ def test_config_errors_name_the_key(tmp_path: Path, change: tuple[str, str], nam
 
 
 def test_config_needs_a_place_for_incoming_items(tmp_path: Path) -> None:
-    text = GOOD.split("[webhook]")[0]
+    text = GOOD.split("[webhook]", maxsplit=1)[0]
     with pytest.raises(ConfigError, match=r"\[webhook\] url or \[filedrop\] dir"):
         load_adapter_settings(_config(tmp_path, text))
     with_drop = text + '[filedrop]\ndir = "drop"\n'
