@@ -58,6 +58,8 @@ class LocalSection(_Section):
     port: Port = 8481
     token_file: Path
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    # Outgoing attachments are read only from inside this folder (unset: none).
+    attachment_dir: Path | None = None
     # Cookies get `Secure` when the form is served behind https.
     scheme: Literal["http", "https"] = "http"
 
@@ -119,7 +121,11 @@ class AdapterSettings(_Section):
         return "webhook" if self.webhook is not None else "filedrop"
 
 
-_PATHS = {"adapter": ("key_file", "data_dir"), "local": ("token_file",), "filedrop": ("dir",)}
+_PATHS = {
+    "adapter": ("key_file", "data_dir"),
+    "local": ("token_file", "attachment_dir"),
+    "filedrop": ("dir",),
+}
 
 
 def load_adapter_settings(path: str | Path) -> AdapterSettings:
@@ -216,6 +222,7 @@ poll_wait_s = 20                    # inbox long-poll
 host = "127.0.0.1"                  # loopback, or an internal address
 port = {port}
 token_file = "local-api.token"      # bearer token, mode 0600 (created when missing)
+attachment_dir = "outgoing"         # attachments are read only from inside this folder
 
 {webhook}
 {filedrop}

@@ -56,6 +56,13 @@ def backoff_s(failures: int, base_s: float, cap_s: float, rng: random.Random) ->
     return rng.uniform(0.0, ceiling)
 
 
+def safe_filename(name: str, n: int) -> str:
+    """A sender's file name, made harmless: no folders, no hidden files, printable."""
+    base = Path(name.replace("\\", "/")).name.lstrip(".")
+    cleaned = "".join(c if c.isalnum() or c in "._- " else "_" for c in base)[:120].strip()
+    return cleaned or f"bijlage-{n}"
+
+
 class DeliveryFailed(Exception):
     """One attempt failed; `detail` is a status or an error class, never a body."""
 
@@ -154,6 +161,7 @@ class Deliverer:
         *,
         poll_wait_s: int = 20,
         rng: random.Random | None = None,
+        received_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -163,6 +171,8 @@ class Deliverer:
         self.clock = clock
         self.poll_wait_s = poll_wait_s
         self.rng = rng or random.SystemRandom()
+        # Where incoming attachments are decrypted to, one folder per inbox item.
+        self.received_dir = received_dir
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -269,9 +279,13 @@ class Deliverer:
                 "body": opened.body,
                 "attempt": attempt,
             }
-            for extra in ("notification", "attachments"):
-                if extra in delivery.message:
-                    item[extra] = delivery.message[extra]
+            if opened.notification is not None:
+                item["notification"] = opened.notification
+            try:
+                item["body"] = await self._fetch_attachments(mid, opened.body)
+            except (aiohttp.ClientError, TimeoutError, HubError, CryptoError, OSError) as exc:
+                await self._failed(delivery, attempt, f"attachment: {type(exc).__name__}")
+                return
             try:
                 reply = await self.sink.deliver(item, f"inbox-{mid}", attempt)
             except DeliveryFailed as exc:
@@ -303,6 +317,36 @@ class Deliverer:
             await self.store.mark_reply_sent(mid)
         await self.store.mark_delivered(mid, self.clock.now_ms())
         log.info("item delivered", extra={"kind": delivery.kind, "attempt": attempt})
+
+    async def _fetch_attachments(
+        self, message_id: int, body: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Decrypt a message's attachments to files, and hand the partner system their
+        paths instead of the descriptors (which hold the keys). A file already there was
+        verified when it was written (fetch_attachment keeps only a complete, matching
+        file), so a retry does not fetch it again - the hub may have deleted the blob."""
+        if body is None or not isinstance(body.get("attachments"), list):
+            return body
+        if self.received_dir is None:
+            raise OSError("no folder for received attachments")
+        folder = self.received_dir / f"{message_id:010d}"
+        files = []
+        for n, descriptor in enumerate(body["attachments"], start=1):
+            name = safe_filename(str(descriptor.get("filename", "")), n)
+            dest = folder / f"{n}-{name}"
+            if not dest.exists():
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+                await self.client.fetch_attachment(descriptor, dest)
+            files.append(
+                {
+                    "filename": descriptor.get("filename"),
+                    "media_type": descriptor.get("media_type"),
+                    "size": dest.stat().st_size,
+                    "sha256": descriptor.get("sha256_plain"),
+                    "path": str(dest),
+                }
+            )
+        return {**body, "attachments": files}
 
     async def _reply_call(
         self, delivery: Delivery, reply: dict[str, Any] | None

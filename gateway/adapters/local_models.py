@@ -85,9 +85,13 @@ class AnswerRequest(_Strict):
 
 
 class AttachmentRef(_Strict):
-    """A file on the adapter's machine; it is encrypted in chunks and uploaded as a blob."""
+    """A file in the adapter's attachment folder (`[local] attachment_dir`); it is
+    encrypted in chunks and uploaded as a blob, never held in memory whole."""
 
-    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    path: Annotated[
+        str,
+        Field(min_length=1, max_length=4096, description="Relative to the attachment folder."),
+    ]
     media_type: Annotated[str, Field(pattern=r"^[a-z0-9.+-]+/[a-z0-9.+-]+$")]
     filename: Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -96,7 +100,7 @@ class MessageRequest(_Strict):
     """A secure case message to participants of a case (replaces e-mail)."""
 
     case_ref: CaseRef
-    recipients: Annotated[list[OrgId], Field(min_length=1, max_length=100)]
+    recipients: Annotated[list[OrgId], Field(min_length=1, max_length=64)]
     body: Body
     subject_ref: Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")] = ""
     attachments: Annotated[list[AttachmentRef], Field(max_length=20)] = []

@@ -25,16 +25,25 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from pydantic import BaseModel
 
 from gateway.adapters import local_models as m
+from gateway.adapters.attachments import region_zvh
 from gateway.adapters.client import HubClient, HubError
 from gateway.clock import Clock
 from gateway.crypto.encoding import sha256
-from gateway.errors import Conflict, InvalidRequest, NotFound, ProblemError, ServiceUnavailable
+from gateway.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ProblemError,
+    ServiceUnavailable,
+)
 from gateway.storage.adapter_store import AdapterStore, Delivery
 
 log = logging.getLogger(__name__)
@@ -75,10 +84,20 @@ def request_hash(operation: str, request: BaseModel) -> str:
 
 
 class Outbound:
-    def __init__(self, client: HubClient, store: AdapterStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        client: HubClient,
+        store: AdapterStore,
+        clock: Clock,
+        *,
+        attachment_dir: Path | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.clock = clock
+        # Attachments are read only from inside this folder: a caller must never make the
+        # adapter send one of its own files (its key file, its database) to a partner.
+        self.attachment_dir = attachment_dir.resolve() if attachment_dir is not None else None
         self._inflight: set[str] = set()
         # Operations served by HubClient methods that seal inside (messages, referrals,
         # accessions): they cannot store their sealed bytes, so a retry calls again.
@@ -272,6 +291,96 @@ class Outbound:
             "body": payload,
         }
 
+    async def _attachments(self, refs: list[m.AttachmentRef]) -> list[dict[str, Any]]:
+        """Encrypt and upload each file (PROTOCOL §4.1); the descriptors go in the body."""
+        descriptors = []
+        for i, ref in enumerate(refs):
+            path = self._attachment_path(ref.path, i)
+            try:
+                descriptors.append(
+                    await self.client.attach(path, media_type=ref.media_type, filename=ref.filename)
+                )
+            except OSError as exc:
+                raise InvalidRequest(
+                    "An attachment cannot be read.",
+                    errors=[
+                        {
+                            "loc": ["attachments", i, "path"],
+                            "msg": "not a readable file",
+                            "type": "file",
+                        }
+                    ],
+                ) from exc
+            except HubError as exc:
+                if exc.status == 413:
+                    raise PayloadTooLarge("An attachment is larger than the hub accepts.") from exc
+                raise HubUnavailable(f"The attachment upload failed ({exc.status}).") from exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise HubUnavailable("The attachment upload failed.") from exc
+        return descriptors
+
+    def _attachment_path(self, given: str, i: int) -> Path:
+        loc = ["attachments", i, "path"]
+        if self.attachment_dir is None:
+            raise InvalidRequest(
+                "This adapter takes no attachments ([local] attachment_dir is not set).",
+                errors=[{"loc": loc, "msg": "attachments are off", "type": "config"}],
+            )
+        path = (self.attachment_dir / given).resolve()
+        if not path.is_relative_to(self.attachment_dir) or not path.is_file():
+            raise InvalidRequest(
+                "An attachment must be a file inside the adapter's attachment folder.",
+                errors=[{"loc": loc, "msg": "not a file in the attachment folder", "type": "file"}],
+            )
+        return path
+
+    async def _message(self, request: BaseModel) -> HubCall:
+        assert isinstance(request, m.MessageRequest)
+        descriptors = await self._attachments(request.attachments)
+        body = {**request.body, "attachments": descriptors} if descriptors else request.body
+        xid = str(uuid.uuid4())
+        envelopes = [
+            await self._seal(
+                org,
+                kind="message",
+                exchange_id=xid,
+                case_ref=request.case_ref,
+                subject_ref=request.subject_ref,
+                body=body,
+            )
+            for org in request.recipients
+        ]
+        wire = {
+            "case_ref": request.case_ref,
+            "subject_ref": request.subject_ref,
+            "envelopes": envelopes,
+            "blobs": [str(d["blob_id"]) for d in descriptors],
+        }
+        return {"method": "POST", "path": "/api/v1/messages", "body": wire}
+
+    async def _referral(self, request: BaseModel) -> HubCall:
+        assert isinstance(request, m.ReferralRequest)
+        try:
+            zvh = await region_zvh(self.client)
+        except HubError as exc:
+            if exc.status == 404:
+                raise NotFound("The region has no (single) ZVH organisation to refer to.") from exc
+            raise HubUnavailable("The hub's directory could not be read.") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise HubUnavailable("The hub's directory could not be read.") from exc
+        descriptors = await self._attachments(request.attachments)
+        body = {**request.body, "attachments": descriptors} if descriptors else request.body
+        envelope = await self._seal(
+            zvh,
+            kind="referral",
+            exchange_id=str(uuid.uuid4()),
+            case_ref="",
+            subject_ref="",
+            body=body,
+        )
+        wire = {"envelope": envelope, "blobs": [str(d["blob_id"]) for d in descriptors]}
+        return {"method": "POST", "path": "/api/v1/referrals", "body": wire}
+
     async def _accede(self, request: BaseModel) -> dict[str, Any]:
         assert isinstance(request, m.AccessionRequest)
         return await self.client.accede(request.protocol_id)
@@ -282,6 +391,8 @@ _BUILDERS: dict[str, Callable[[Outbound, BaseModel], Awaitable[HubCall]]] = {
     "dat-requests": Outbound._dat,
     "wat-requests": Outbound._wat,
     "answers": Outbound._answer,
+    "messages": Outbound._message,
+    "referrals": Outbound._referral,
 }
 
 

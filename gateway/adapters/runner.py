@@ -21,6 +21,7 @@ from gateway.adapters.client import HubClient
 from gateway.adapters.delivery import Deliverer, FileDropSink, RetryPolicy, Sink, WebhookSink
 from gateway.adapters.filedrop import FileDrop
 from gateway.adapters.outbound import Outbound
+from gateway.adapters.referral_form import add_form_routes
 from gateway.clock import Clock, SystemClock
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import ConfigError
@@ -47,6 +48,8 @@ class Adapter:
         await self.store.open()
         if self.filedrop is not None:
             self.filedrop.prepare()
+        if self.settings.local.attachment_dir is not None:
+            self.settings.local.attachment_dir.mkdir(parents=True, exist_ok=True)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.local.host, self.settings.local.port)
@@ -63,10 +66,15 @@ class Adapter:
 
     async def stop(self) -> None:
         self._stop.set()
-        for task in self._tasks:
-            # The poller may sit in a long-poll: cut it (an unacked item is simply
-            # redelivered by the hub; nothing is settled halfway).
-            if task.get_name() == "adapter-poller":
+        # The poller may sit in a long-poll. Let it end by itself when it can: a poll cut
+        # off here stays open at the hub, which may still lease items to it, and those
+        # would then reach the next start only after the hub's visibility timeout. What
+        # the last poll brings is stored before the process exits, so nothing is lost.
+        grace = self.settings.adapter.poll_wait_s + 2.0
+        poller = [t for t in self._tasks if t.get_name() == "adapter-poller"]
+        if poller:
+            _done, pending = await asyncio.wait(poller, timeout=grace)
+            for task in pending:
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -93,7 +101,7 @@ def build_adapter(settings: AdapterSettings, clock: Clock | None = None) -> Adap
         settings.adapter.hub_url, keys, clock=clock, timeout_s=settings.adapter.hub_timeout_s
     )
     store = AdapterStore(settings.database)
-    outbound = Outbound(client, store, clock)
+    outbound = Outbound(client, store, clock, attachment_dir=settings.local.attachment_dir)
     session = aiohttp.ClientSession()
     filedrop = (
         FileDrop(settings.filedrop.dir, outbound, settings.filedrop.scan_interval_s)
@@ -115,6 +123,11 @@ def build_adapter(settings: AdapterSettings, clock: Clock | None = None) -> Adap
         RetryPolicy(d.max_attempts, d.backoff_base_s, d.backoff_max_s),
         clock,
         poll_wait_s=settings.adapter.poll_wait_s,
+        received_dir=(
+            settings.adapter.data_dir / "received"
+            if settings.webhook is not None or filedrop is None
+            else filedrop.out_dir
+        ),
     )
     api = LocalApi(
         outbound=outbound,
@@ -124,4 +137,6 @@ def build_adapter(settings: AdapterSettings, clock: Clock | None = None) -> Adap
         secure_cookies=settings.local.scheme == "https",
     )
     app = build_local_app(api, max_body_bytes=settings.local.max_body_bytes)
+    if settings.form.enabled:
+        add_form_routes(app, settings.form.organisation_name)
     return Adapter(settings, client, store, outbound, deliverer, filedrop, app, session)
