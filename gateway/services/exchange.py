@@ -10,6 +10,7 @@ caller hears of it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Sequence
@@ -17,11 +18,12 @@ from typing import Any
 
 from gateway.crypto.canonical import canonical_sha256
 from gateway.crypto.envelope import payload_hash
-from gateway.errors import Conflict, DenyCode, NotFound
+from gateway.errors import Conflict, DenyCode, NotFound, ProblemError
 from gateway.models import (
     DAT_DECISIONS,
     WAT_DECISIONS,
     Answer,
+    AnswerItem,
     DatRequest,
     Decision,
     Envelope,
@@ -421,8 +423,45 @@ class ExchangeService(ExchangeBase):
             raise _bad(["envelope"], "a release carries the released information")
         return EnvelopeKind.WAT_ANSWER
 
+    async def answer_many(
+        self, auth: RequestAuth, items: Sequence[tuple[AnswerItem, dict[str, Any]]]
+    ) -> list[Done | ProblemError]:
+        """Extension: answer several exchanges in one signed request. Each answer is its
+        own storage job (they share a group commit), so a refused answer never undoes
+        another; the request's nonce is persisted with the first."""
+        ids = [item.exchange_id for item, _ in items]
+        if len(set(ids)) != len(ids):
+            raise _bad(["answers"], "one answer per exchange")
+        settled = await asyncio.gather(
+            *(
+                self.answer(
+                    auth,
+                    item.exchange_id,
+                    item,
+                    # The same idempotency hash as the single-answer endpoint's body.
+                    {k: v for k, v in raw.items() if k != "exchange_id"},
+                    persist_nonce=i == 0,
+                )
+                for i, (item, raw) in enumerate(items)
+            ),
+            return_exceptions=True,
+        )
+        results: list[Done | ProblemError] = []
+        for outcome in settled:
+            if isinstance(outcome, Done | ProblemError):
+                results.append(outcome)
+            else:
+                raise outcome
+        return results
+
     async def answer(
-        self, auth: RequestAuth, exchange_id: str, ans: Answer, raw: dict[str, Any]
+        self,
+        auth: RequestAuth,
+        exchange_id: str,
+        ans: Answer,
+        raw: dict[str, Any],
+        *,
+        persist_nonce: bool = True,
     ) -> Done:
         if ans.envelope is not None:
             if ans.envelope.exchange_id != exchange_id:
@@ -432,7 +471,8 @@ class ExchangeService(ExchangeBase):
         now = self._clock.now_ms()
 
         def job(tx: Tx) -> Outcome:
-            auth.persist(tx)
+            if persist_nonce:
+                auth.persist(tx)
             exchange = stores.get_exchange(tx, exchange_id)
             mine = None if exchange is None else stores.get_recipient(tx, exchange_id, auth.org)
             if exchange is None or mine is None or mine.outcome != "delivered":
