@@ -35,6 +35,7 @@ def execute(tx: Tx, settings: RetentionSettings, now_ms: int, *, actor: str) -> 
     """Purge in the caller's transaction; returns what was purged."""
     todo = plan(tx, settings, now_ms)
     if todo.entries:
+        tx.forget()
         ledger_store.purge_entries(tx.conn, todo.entries)
     if todo.cases:
         ledger_store.purge_case_data(tx.conn, todo.cases)
