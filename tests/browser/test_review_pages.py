@@ -247,18 +247,21 @@ def test_officer_downloads_the_subject_report_csv_and_the_compliance_export(
     log_in(page, url)
     page.get_by_role("link", name="Inzageverzoek").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Inzageverzoek (AVG art. 15)")
+    # This hub has no pseudonymiser: the page says so, and the pid form works.
+    expect(page.get_by_role("status")).to_contain_text("niet aangesloten")
+    expect(page.get_by_label("BSN", exact=True)).to_have_count(0)
     page.get_by_label("Pseudoniem (pid)").fill(synthetic_pid())
-    page.get_by_label("Formaat").select_option("html")
-    page.get_by_role("button", name="Rapport maken").click()
+    page.locator("#format-pid").select_option("html")
+    page.get_by_role("button", name="Rapport maken op pseudoniem").click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(len(seeded.about_subject))
     shown = [rows.nth(i).locator("td").nth(1).inner_text() for i in range(rows.count())]
     assert shown == [t for t, _ in seeded.about_subject]
     screenshot(page, "review-05-subject-report")
 
-    page.get_by_label("Formaat").select_option("csv")
+    page.locator("#format-pid").select_option("csv")
     with page.expect_download() as info:
-        page.get_by_role("button", name="Rapport maken").click()
+        page.get_by_role("button", name="Rapport maken op pseudoniem").click()
     download = info.value
     assert download.suggested_filename == "inzage.csv"
     target = tmp_path / "inzage.csv"
