@@ -89,6 +89,22 @@ class RetentionSettings(_Section):
     purge_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
+class MessageSettings(_Section):
+    """Secure case messages, referrals, attachments and notifications (issue #8)."""
+
+    # The largest attachment blob (ciphertext) the hub accepts; more is 413.
+    max_blob_bytes: Annotated[int, Field(ge=1024, le=4 * 1024**3)] = 50 * 1024 * 1024
+    # A blob no message or referral names within this time is garbage.
+    blob_unreferenced_s: Annotated[float, Field(gt=0)] = 3600.0
+    # Every blob is gone this long after its upload at the latest (retention), even
+    # if a recipient never fetched it.
+    blob_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    # How often the blob sweep and the notification checks run.
+    sweep_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    # An incidental partner is told this long before its declaration for a case ends.
+    declaration_notice_days: Annotated[float, Field(ge=0, le=365)] = 7.0
+
+
 def _service_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
@@ -181,6 +197,7 @@ class Settings(_Section):
     # Authentication, storage and checkpoint settings: used by every role.
     hub: HubSettings = HubSettings()
     retention: RetentionSettings = RetentionSettings()
+    messages: MessageSettings = MessageSettings()
     pseudonymiser: PseudonymiserSettings | None = None
     index: IndexSettings | None = None
     national: NationalSettings | None = None

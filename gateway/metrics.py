@@ -221,6 +221,29 @@ class Metrics:
             ["org"],
             registry=r,
         )
+        # Attachments (ciphertext blobs) and inbox notifications (issue #8).
+        self.blobs_stored = Gauge(
+            "zvh_gateway_blobs_stored",
+            "Attachment blobs stored at the hub",
+            registry=r,
+        )
+        self.blob_bytes_stored = Gauge(
+            "zvh_gateway_blob_stored_bytes",
+            "Bytes of attachment ciphertext stored at the hub",
+            registry=r,
+        )
+        self.blob_transfer = Counter(
+            "zvh_gateway_blob_transfer_bytes_total",
+            "Attachment bytes received (upload) and sent (download)",
+            ["direction"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "zvh_gateway_notifications_total",
+            "Inbox notifications queued, by event",
+            ["event"],
+            registry=r,
+        )
         # CPU, memory, file descriptors and start time of this process.
         ProcessCollector(namespace="zvh_gateway", registry=r)
         self._families: dict[int, set[str]] = {}

@@ -122,6 +122,28 @@ class DatRequest(WireModel):
     envelopes: Annotated[list[Envelope], Field(min_length=1, max_length=64)]
 
 
+BlobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+BlobList = Annotated[list[BlobId], Field(max_length=64)]
+
+
+class MessageIn(WireModel):
+    """`POST /api/v1/messages` (extension): a secure case message, one envelope of
+    kind `message` per recipient; `blobs` names the attachments the sealed body
+    describes, so that the hub can let the recipients fetch them."""
+
+    case_ref: CaseRef
+    subject_ref: Annotated[str, StringConstraints(pattern=r"^$|" + REF_PATTERN)] = ""
+    envelopes: Annotated[list[Envelope], Field(min_length=1, max_length=64)]
+    blobs: BlobList = []
+
+
+class ReferralIn(WireModel):
+    """`POST /api/v1/referrals` (extension): an aanmelding sealed to the region's ZVH."""
+
+    envelope: Envelope
+    blobs: BlobList = []
+
+
 class Answer(WireModel):
     decision: Decision
     reason_code: ReasonCode | None = None

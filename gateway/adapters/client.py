@@ -15,61 +15,25 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from yarl import URL
 
+from gateway.adapters import attachments as _attachments
 from gateway.adapters.pseudonym import BirthDate, blind_people
+from gateway.adapters.received import HubError, Peer, Received
 from gateway.clock import Clock, SystemClock
 from gateway.crypto.encoding import b64u_decode, sha256
 from gateway.crypto.envelope import open_envelope, seal
 from gateway.crypto.httpsig import normalise_authority, sign_request
 from gateway.crypto.keys import OrgKeys, sign_record
-from gateway.errors import EnvelopeError, GatewayError
+from gateway.errors import EnvelopeError
 
 log = logging.getLogger(__name__)
-
-
-class HubError(GatewayError):
-    """The hub answered with a problem (RFC 9457)."""
-
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
-        self.status = status
-        self.problem = dict(problem)
-        self.code = str(problem.get("code", "unknown"))
-        super().__init__(f"{status} {self.code}: {problem.get('detail', '')}")
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    org: str
-    role: str
-    domain: str | None
-    signing_key: bytes
-    encryption_key: bytes
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """An inbox message, opened: the metadata the hub saw and the sealed body."""
-
-    message_id: int
-    kind: str
-    exchange_id: str | None
-    sender: str
-    case_ref: str
-    subject_ref: str
-    decision: str | None
-    body: dict[str, Any] | None
-    reason_code: str | None = None
-    # What the hub checked of a wat-request: categories, purpose, legal basis, deadline.
-    wat: dict[str, Any] | None = None
-    # Set when the envelope failed its checks; such a message must not be acted on.
-    error: str | None = None
+__all__ = ["HubClient", "HubError", "Peer", "Received"]
 
 
 @dataclass(frozen=True)
@@ -120,8 +84,19 @@ class HubClient:
 
     # -- signed HTTP -----------------------------------------------------------
 
-    def signed_headers(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
-        content_type = "application/json" if body else None
+    def signed_headers(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        *,
+        body_sha256: bytes | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, str]:
+        """Signature headers; a body streamed from a file is given as its SHA-256."""
+        if body or body_sha256 is not None:
+            content_type = content_type or "application/json"
         headers = sign_request(
             keys=self.keys,
             method=method,
@@ -131,6 +106,7 @@ class HubClient:
             body=body,
             content_type=content_type,
             created=self._clock.now_ms() // 1000,
+            body_sha256=body_sha256,
         )
         if content_type:
             headers["Content-Type"] = content_type
@@ -149,16 +125,21 @@ class HubClient:
         headers = self.signed_headers(method, path, qs, raw)
         url = URL(self.base_url + path + (f"?{qs}" if qs else ""), encoded=True)
         async with self._http().request(method, url, data=raw or None, headers=headers) as resp:
-            text = await resp.read()
-            try:
-                data = json.loads(text) if text else {}
-            except json.JSONDecodeError:
-                data = {"code": "bad-response", "detail": "the hub did not answer JSON"}
-            if resp.status >= 400:
-                raise HubError(resp.status, data if isinstance(data, dict) else {})
-            if not isinstance(data, dict):
-                raise HubError(resp.status, {"code": "bad-response"})
-            return data
+            return await self.read_json(resp)
+
+    @staticmethod
+    async def read_json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        """The JSON object of a response; a problem (status >= 400) raises HubError."""
+        text = await resp.read()
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            data = {"code": "bad-response", "detail": "the hub did not answer JSON"}
+        if resp.status >= 400:
+            raise HubError(resp.status, data if isinstance(data, dict) else {})
+        if not isinstance(data, dict):
+            raise HubError(resp.status, {"code": "bad-response"})
+        return data
 
     # -- directory -------------------------------------------------------------
 
@@ -479,6 +460,57 @@ class HubClient:
             body["case_ref"] = case_ref
         return await self.call("POST", "/api/v1/known-checks", body=body)
 
+    # -- case messages, referrals, attachments (gateway/adapters/attachments.py) --------
+
+    async def attach(
+        self,
+        path: Path,
+        *,
+        media_type: str = "application/octet-stream",
+        filename: str | None = None,
+    ) -> dict[str, Any]:
+        """Encrypt a file (PROTOCOL §4.1) and upload it; returns the descriptor
+        `{blob_id, size, key, header, filename, media_type, sha256_plain}` for a sealed body."""
+        return await _attachments.attach(self, path, media_type=media_type, filename=filename)
+
+    async def fetch_attachment(self, descriptor: Mapping[str, Any], dest: Path) -> Path:
+        """Download and decrypt an attachment into `dest` (nothing there on failure)."""
+        return await _attachments.fetch_attachment(self, descriptor, dest)
+
+    async def send_message(
+        self,
+        case_ref: str,
+        recipients: Sequence[str],
+        body: Mapping[str, Any],
+        *,
+        subject_ref: str = "",
+        attachments: Sequence[Mapping[str, Any]] = (),
+        exchange_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A secure case message, sealed per recipient; attachments go in the sealed body."""
+        return await _attachments.send_message(
+            self,
+            case_ref,
+            recipients,
+            body,
+            subject_ref=subject_ref,
+            attachments=attachments,
+            exchange_id=exchange_id,
+        )
+
+    async def send_referral(
+        self,
+        body: Mapping[str, Any],
+        *,
+        attachments: Sequence[Mapping[str, Any]] = (),
+        exchange_id: str | None = None,
+        to: str | None = None,
+    ) -> dict[str, Any]:
+        """A referral (aanmelding), sealed to the region's ZVH organisation."""
+        return await _attachments.send_referral(
+            self, body, attachments=attachments, exchange_id=exchange_id, to=to
+        )
+
     # -- inbox -----------------------------------------------------------------
 
     async def fetch(self, *, wait: int = 0, limit: int = 100) -> list[Received]:
@@ -521,6 +553,11 @@ class HubClient:
             if any(envelope.get(k) != v for k, v in labels.items()):
                 raise EnvelopeError("the inbox labels do not match the envelope")
             body = open_envelope(envelope, recipient=self.keys, sender_signing_key=peer.signing_key)
+            if message["kind"] in ("message", "referral"):
+                _attachments.check_attachments(body, message.get("blobs"))
+        notification = message.get("notification")
+        if message["kind"] == "notification" and not isinstance(notification, dict):
+            raise EnvelopeError("a notification without its metadata")
         return Received(
             message_id=int(message["message_id"]),
             kind=str(message["kind"]),
@@ -532,6 +569,7 @@ class HubClient:
             body=body,
             reason_code=message.get("reason_code"),
             wat=message.get("wat"),
+            notification=notification if isinstance(notification, dict) else None,
         )
 
     async def ack(self, message_ids: Sequence[int]) -> list[int]:

@@ -25,6 +25,7 @@ __all__ = [
     "COVERED_WITH_BODY",
     "VerifiedRequest",
     "content_digest",
+    "digest_matches",
     "normalise_authority",
     "sign_request",
     "signature_base",
@@ -61,6 +62,8 @@ class VerifiedRequest:
     keyid: str
     created: int
     nonce: str
+    # Only for a streamed body: the SHA-256 its signed Content-Digest claims.
+    body_sha256: bytes | None = None
 
 
 # -- small helpers --------------------------------------------------------------------
@@ -174,11 +177,14 @@ def sign_request(
     created: int,
     nonce: bytes | None = None,
     label: str = "sig1",
+    body_sha256: bytes | None = None,
 ) -> dict[str, str]:
     """Headers to add to a request: Signature-Input, Signature, Content-Digest (with a body).
 
     `authority` must be the receiving hub's public authority as it is configured there
-    (see `normalise_authority`); the caller sends Content-Type itself.
+    (see `normalise_authority`); the caller sends Content-Type itself. A body that is
+    streamed from a file (an attachment blob) is passed as its SHA-256, `body_sha256`,
+    with `body` empty: the signature is the same as over the bytes themselves.
     """
     if _KEY_RE.fullmatch(label) is None:
         raise ValueError("label must be an RFC 8941 key")
@@ -189,10 +195,14 @@ def sign_request(
     elif len(nonce) < _MIN_NONCE_LEN:
         raise ValueError("nonce must be at least 16 bytes")
     digest: str | None = None
-    if body:
+    if body and body_sha256 is not None:
+        raise ValueError("give the body or its digest, not both")
+    if body or body_sha256 is not None:
         if content_type is None:
             raise ValueError("a request with a body needs a content type")
-        digest = content_digest(body)
+        digest = (
+            content_digest(body) if body_sha256 is None else f"sha-256=:{b64_encode(body_sha256)}:"
+        )
         content_type = content_type.strip(" \t")  # as the verifier will see the field
         covered = COVERED_WITH_BODY
     else:
@@ -344,7 +354,8 @@ def _nonce_len(nonce: str) -> int:
         return -1
 
 
-def _check_digest(field: str | None, body: bytes) -> str:
+def _claimed_digest(field: str | None) -> tuple[str, bytes]:
+    """The Content-Digest field (trimmed) and the sha-256 value it claims."""
     if field is None:
         raise SignatureError("content-digest missing")
     field = field.strip(" \t")
@@ -353,11 +364,21 @@ def _check_digest(field: str | None, body: bytes) -> str:
     except ValueError:
         raise SignatureError("content-digest malformed") from None
     sha = [m.value for m in members if m.label == "sha-256"]
-    if len(sha) != 1 or not isinstance(sha[0], bytes):
+    if len(sha) != 1 or not isinstance(sha[0], bytes) or len(sha[0]) != 32:
         raise SignatureError("content-digest needs exactly one sha-256")
-    if not hmac.compare_digest(sha[0], sha256(body)):
+    return field, sha[0]
+
+
+def _check_digest(field: str | None, body: bytes) -> str:
+    value, claimed = _claimed_digest(field)
+    if not hmac.compare_digest(claimed, sha256(body)):
         raise SignatureError("content-digest mismatch")
-    return field
+    return value
+
+
+def digest_matches(claimed: bytes, actual: bytes) -> bool:
+    """Compare a streamed body's SHA-256 with the one its signed Content-Digest claimed."""
+    return hmac.compare_digest(claimed, actual)
 
 
 def _signature_fields(signature_input: str, signature: str) -> tuple[_Member, bytes]:
@@ -426,17 +447,26 @@ def verify_request(
     now_s: int,
     resolve_key: Callable[[str, str], bytes | None],
     max_skew_s: int = 300,
+    streamed: bool = False,
 ) -> VerifiedRequest:
     """Verify a signed request (PROTOCOL §2) or raise SignatureError(reason).
 
     `authority` is the verifier's own configured public authority, never the Host
     header; `path`/`query` are raw from the wire; the fields are the combined values.
     Replay (nonce reuse) is left to the caller, who gets keyid and nonce back.
+
+    `streamed=True` is for a body that is not read yet (an attachment blob, which
+    must never sit whole in memory): `body` must be empty, the signature is checked
+    over the Content-Digest as received, and the claimed SHA-256 is returned in
+    `body_sha256`; the caller hashes the body while streaming it and must refuse the
+    request (`digest_matches`) if the two differ at the end.
     """
     if signature_input is None or signature is None:
         raise SignatureError("signature fields missing")
+    if streamed and body:
+        raise ValueError("a streamed request's body is checked by the caller")
     member, sig = _signature_fields(signature_input, signature)
-    covered = COVERED_WITH_BODY if body else COVERED_NO_BODY
+    covered = COVERED_WITH_BODY if (body or streamed) else COVERED_NO_BODY
     created, nonce, keyid = _signature_params(member, covered, now_s, max_skew_s)
     org, _, kid = keyid.partition("/")
     if ORG_ID_RE.fullmatch(org) is None or _KID_RE.fullmatch(kid) is None:
@@ -444,11 +474,15 @@ def verify_request(
 
     digest_value: str | None = None
     type_value: str | None = None
-    if body:
+    claimed: bytes | None = None
+    if body or streamed:
         if content_type is None:
             raise SignatureError("content-type missing")
         type_value = content_type.strip(" \t")
-        digest_value = _check_digest(content_digest, body)
+        if streamed:
+            digest_value, claimed = _claimed_digest(content_digest)
+        else:
+            digest_value = _check_digest(content_digest, body)
 
     public_raw = resolve_key(org, kid)
     if public_raw is None:
@@ -469,4 +503,6 @@ def verify_request(
         raise SignatureError("signature base not representable") from None
     if not _verify_base(public_raw, base, sig):
         raise SignatureError("signature invalid")
-    return VerifiedRequest(org=org, kid=kid, keyid=keyid, created=created, nonce=nonce)
+    return VerifiedRequest(
+        org=org, kid=kid, keyid=keyid, created=created, nonce=nonce, body_sha256=claimed
+    )

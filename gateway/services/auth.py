@@ -60,6 +60,9 @@ class RequestAuth:
     nonce: str
     nonce_expires_ms: int
     persisted: bool = field(default=False)
+    # A streamed body (an attachment blob): the SHA-256 its signed Content-Digest
+    # claims, which the body must hash to once it has been read.
+    body_sha256: bytes | None = None
 
     @property
     def org(self) -> str:
@@ -105,6 +108,7 @@ class Authenticator:
         signature: str | None,
         content_digest: str | None,
         content_type: str | None,
+        streamed: bool = False,
     ) -> RequestAuth:
         # Warm the directory for the named key first (it may have been added a moment
         # ago); the verifier itself then only reads the in-memory snapshot.
@@ -126,6 +130,7 @@ class Authenticator:
                 now_s=now_ms // 1000,
                 resolve_key=lambda org, kid: self._directory.signing_key(org, kid, now_ms),
                 max_skew_s=self._skew_s,
+                streamed=streamed,
             )
         except SignatureError as exc:
             raise Unauthenticated(exc.reason) from exc
@@ -135,4 +140,6 @@ class Authenticator:
         expires = now_ms + self._window_s * 1000
         if not self._replay.claim(verified.keyid, verified.nonce, now_ms, expires):
             raise ReplayedRequest("This request was already received (nonce reused).")
-        return RequestAuth(caller, verified.keyid, verified.nonce, expires)
+        return RequestAuth(
+            caller, verified.keyid, verified.nonce, expires, body_sha256=verified.body_sha256
+        )

@@ -15,6 +15,7 @@ from gateway.models import CaseCreate
 from gateway.policy.access import may_manage_cases
 from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
+from gateway.services.notifications import Notifier
 from gateway.services.outcome import Done, Outcome, deny, settle
 from gateway.services.parties import party
 from gateway.storage import national_store, stores
@@ -30,6 +31,7 @@ class CaseService:
         themes: Iterable[str],
         *,
         index_outbox: Callable[[], None] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self._db = db
         self._directory = directory
@@ -38,6 +40,8 @@ class CaseService:
         # With the national check: queue the subjects' pids for the index in the same
         # job as the case (write-ahead), and wake the sync once it is durable.
         self._index_outbox = index_outbox
+        # Participants are told (inbox notifications) of closures and new participants.
+        self._notifier = notifier
 
     def _check_orgs(self, orgs: list[str], field: str, *, scalar: bool = False) -> None:
         errors = [
@@ -129,6 +133,15 @@ class CaseService:
                 {"case_ref": case_ref, "org": org, "added_by": auth.org},
                 (auth.org, org),
             )
+            if self._notifier is not None:
+                self._notifier.send(
+                    tx,
+                    set(participants) - {auth.org},
+                    event="participant-added",
+                    case_ref=case_ref,
+                    now_ms=now,
+                    org=org,
+                )
             return Done(
                 200, {"case_ref": case_ref, "participants": participants, "ledger": [ref.to_json()]}
             )
@@ -165,6 +178,15 @@ class CaseService:
                 tuple(sorted(case.participants)),
             )
             stores.close_case(tx, case_ref, now, ref.index)
+            if self._notifier is not None:
+                self._notifier.send(
+                    tx,
+                    case.participants - {auth.org},
+                    event="case-closed",
+                    case_ref=case_ref,
+                    now_ms=now,
+                    closed_ms=now,
+                )
             if self._index_outbox is not None:
                 national_store.outbox_close_case(tx, case_ref, now)
                 tx.on_commit(self._index_outbox)

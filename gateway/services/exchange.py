@@ -48,6 +48,7 @@ from gateway.services.exchange_base import (
 from gateway.services.exchange_base import (
     compact as _compact,
 )
+from gateway.services.notifications import Notifier
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
 from gateway.services.parties import party
 from gateway.storage import policy_store, stores
@@ -57,6 +58,9 @@ from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 
 class ExchangeService(ExchangeBase):
+    # Set by the composition root: a `known` dat answer also notifies the requester.
+    notifier: Notifier | None = None
+
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
         exchange_id = req.envelopes[0].exchange_id
         recipients = [env.recipient for env in req.envelopes]
@@ -568,6 +572,17 @@ class ExchangeService(ExchangeBase):
                 decision=ans.decision.value,
                 reason_code=ans.reason_code,
             )
+            if ans.decision == Decision.KNOWN and self.notifier is not None:
+                self.notifier.send(
+                    tx,
+                    [exchange.requester],
+                    event="dat-match",
+                    case_ref=exchange.case_ref,
+                    subject_ref=exchange.subject_ref,
+                    exchange_id=exchange_id,
+                    now_ms=now,
+                    holder=auth.org,
+                )
             return Done(202, response)
 
         return settle(await self._db.write("answer", job))

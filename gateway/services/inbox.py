@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.clock import Clock
@@ -88,6 +89,7 @@ class InboxService:
         *,
         visibility_s: float = 30.0,
         max_wait_s: int = 30,
+        on_ack: Callable[[Tx, str, Sequence[int], int], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -95,6 +97,8 @@ class InboxService:
         self._visibility_s = visibility_s
         self.max_wait_s = max_wait_s
         self._leases: dict[str, dict[int, float]] = {}
+        # Runs inside the ack job (attachments whose carrying message was acknowledged).
+        self._on_ack = on_ack
 
     def _active_leases(self, org: str) -> dict[int, float]:
         leases = self._leases.setdefault(org, {})
@@ -136,6 +140,8 @@ class InboxService:
             found = stores.ack_messages(tx, auth.org, message_ids, now)
             if strict and len(found) != len(message_ids):
                 raise NotFound("Unknown message.")
+            if self._on_ack is not None and found:
+                self._on_ack(tx, auth.org, found, now)
             return found
 
         acked = await self._db.write("inbox_ack", job)

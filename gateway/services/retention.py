@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import RetentionSettings
-from gateway.storage import ledger_store
+from gateway.storage import ledger_store, message_store
 from gateway.storage.database import Tx
 
 
@@ -21,6 +21,9 @@ from gateway.storage.database import Tx
 class PurgePlan:
     entries: tuple[int, ...]
     cases: tuple[str, ...]
+    # Attachment blobs only the purged cases' messages referenced: the caller deletes
+    # their files once this transaction has committed.
+    blobs: tuple[str, ...] = ()
 
 
 def plan(tx: Tx, settings: RetentionSettings, now_ms: int) -> PurgePlan:
@@ -37,8 +40,10 @@ def execute(tx: Tx, settings: RetentionSettings, now_ms: int, *, actor: str) -> 
     if todo.entries:
         tx.forget()
         ledger_store.purge_entries(tx.conn, todo.entries)
+    blobs: tuple[str, ...] = ()
     if todo.cases:
         ledger_store.purge_case_data(tx.conn, todo.cases)
+        blobs = tuple(message_store.purge_case_messages(tx, todo.cases))
     if todo.entries or todo.cases:
         tx.append_ledger(
             "purge",
@@ -51,4 +56,4 @@ def execute(tx: Tx, settings: RetentionSettings, now_ms: int, *, actor: str) -> 
             },
             (actor,),
         )
-    return todo
+    return PurgePlan(todo.entries, todo.cases, blobs)

@@ -23,19 +23,24 @@ from gateway.crypto.keys import OrgKeys
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.policy.rules import load_policy
 from gateway.services import ops, retention
+from gateway.services.blobs import BlobService, BlobTotals
 from gateway.services.cases import CaseService
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
 from gateway.services.membership import MembershipService
+from gateway.services.messages import MessageService
+from gateway.services.notifications import Notifier
 from gateway.services.review import ReviewService
 from gateway.services.review_auth import ReviewAuth, Sessions
 from gateway.storage import policy_store, stores
+from gateway.storage.blob_files import BlobFiles
 from gateway.storage.database import Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
 from gateway.web.core import build_core
 from gateway.web.hub_routes import routes
 from gateway.web.ledger_routes import routes as ledger_routes
+from gateway.web.message_routes import routes as message_routes
 from gateway.web.national_link import build_national
 from gateway.web.national_routes import routes as national_routes
 from gateway.web.policy_routes import routes as policy_routes
@@ -63,6 +68,19 @@ def build_hub(
         directory=directory,
         themes=policy.themes,
     )
+    notifier = Notifier(
+        keys.org, waiters.notify, count=lambda event: metrics.notifications.labels(event).inc()
+    )
+    exchanges = ExchangeService(db, directory, clock, policy, waiters.notify)
+    exchanges.notifier = notifier
+
+    def totals(found: BlobTotals) -> None:
+        metrics.blobs_stored.set(found.count)
+        metrics.blob_bytes_stored.set(found.bytes)
+
+    blobs = BlobService(
+        db, BlobFiles.next_to(settings.node.database), clock, settings.messages, on_totals=totals
+    )
     return Hub(
         settings=settings,
         clock=clock,
@@ -79,14 +97,16 @@ def build_hub(
             clock,
             policy.themes,
             index_outbox=None if link is None else link.sync.wake,
+            notifier=notifier,
         ),
-        exchanges=ExchangeService(db, directory, clock, policy, waiters.notify),
+        exchanges=exchanges,
         inbox=InboxService(
             db,
             clock,
             waiters,
             visibility_s=settings.hub.inbox_visibility_timeout_s,
             max_wait_s=settings.hub.inbox_max_wait_s,
+            on_ack=blobs.on_ack,
         ),
         membership=MembershipService(db, directory, clock, settings.node.org),
         policy=policy,
@@ -101,6 +121,9 @@ def build_hub(
             retention=settings.retention,
         ),
         review_auth=ReviewAuth(db, clock, Sessions(clock), keys.org),
+        messages=MessageService(db, directory, clock, policy, waiters.notify),
+        blobs=blobs,
+        notifier=notifier,
         national_link=link,
     )
 
@@ -214,15 +237,32 @@ async def purge_now(hub: Hub) -> retention.PurgePlan:
             retention.execute, settings=hub.settings.retention, now_ms=now, actor=hub.keys.org
         ),
     )
+    hub.blobs.delete_files(done.blobs)
     if done.entries or done.cases:
         await hub.db.truncate_wal()
         log.info("purged", extra={"entries": len(done.entries), "cases": len(done.cases)})
     return done
 
 
+async def _message_tasks(hub: Hub) -> None:
+    """The blob sweep (unreferenced and expired attachments) and the notices of
+    declarations about to expire, every `messages.sweep_interval_s`."""
+    settings = hub.settings.messages
+    while True:
+        try:
+            await hub.blobs.sweep()
+            await hub.notifier.declarations_expiring(
+                hub.db, now_ms=hub.clock.now_ms(), window_days=settings.declaration_notice_days
+            )
+        except Exception:
+            log.exception("message maintenance failed")
+        await asyncio.sleep(settings.sweep_interval_s)
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     await hub.db.open()
+    hub.blobs.files.open()
     now = hub.clock.now_ms()
 
     def ensure_self(tx: Tx) -> None:
@@ -253,6 +293,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_purger(hub), name="purge"),
         asyncio.create_task(_self_check(hub), name="ledger-self-check"),
         asyncio.create_task(hub.review.run_indexer(), name="review-index"),
+        asyncio.create_task(_message_tasks(hub), name="messages"),
     ]
     if hub.national_link is not None:
         tasks += await hub.national_link.start()
@@ -307,6 +348,7 @@ def make_app(hub: Hub) -> web.Application:
     app.on_shutdown.append(_draining)
     app.add_routes(routes)
     app.add_routes(ledger_routes)
+    app.add_routes(message_routes)
     app.add_routes(policy_routes)
     app.add_routes(national_routes)
     app.add_routes(review_routes)

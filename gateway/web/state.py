@@ -12,13 +12,16 @@ from gateway.crypto.keys import OrgKeys
 from gateway.metrics import Metrics
 from gateway.policy.rules import Policy
 from gateway.services.auth import Authenticator, ReplayCache, RequestAuth
+from gateway.services.blobs import BlobService
 from gateway.services.cases import CaseService
 from gateway.services.directory import Directory
 from gateway.services.exchange import ExchangeService
 from gateway.services.inbox import InboxService, Waiters
 from gateway.services.ledger import LedgerService
 from gateway.services.membership import MembershipService
+from gateway.services.messages import MessageService
 from gateway.services.national import NationalService
+from gateway.services.notifications import Notifier
 from gateway.services.review import ReviewService
 from gateway.services.review_auth import ReviewAuth
 from gateway.storage.database import Database
@@ -47,6 +50,9 @@ class Hub:
     national: NationalService
     review: ReviewService
     review_auth: ReviewAuth
+    messages: MessageService
+    blobs: BlobService
+    notifier: Notifier
     national_link: NationalLink | None = None
     ready: bool = False
 

@@ -29,7 +29,7 @@ from tests.web.helpers import (
     ledger_size,
     locs,
     open_case,
-    unacked_count,
+    query_one,
 )
 
 TARGET = "/api/v1/dat-requests"
@@ -56,7 +56,11 @@ async def send_dat(
 
 
 async def inbox_count(network: Network, org: str) -> int:
-    return await unacked_count(network.settings.node.database, org)
+    """Unacknowledged exchange items (the hub's own notifications not counted)."""
+    sql = "SELECT COUNT(*) FROM inbox WHERE org = ? AND acked_ms IS NULL AND kind != 'notification'"
+    row = await query_one(network.settings.node.database, sql, org)
+    assert row is not None
+    return int(row[0])
 
 
 # -- delivery and `denied` --------------------------------------------------------------------
@@ -355,9 +359,17 @@ async def test_answer_reaches_the_requester(network: Network, wire: Wire) -> Non
     assert response["exchange_id"] == request.exchange_id
     [ref] = assert_ledger_refs(response, 1)
     assert (await assert_durable(network.settings.node.database, ref)).entry_type == "dat-answer"
-    [answer] = await network.client("zvh-test").fetch(wait=2)
+    answer, match = await network.client("zvh-test").fetch(wait=2)
     assert (answer.kind, answer.decision, answer.sender) == ("dat-answer", "known", "politie-test")
     assert answer.body == {"contact": "team Noord"}
+    # A `known` answer is also a dat-match notification: metadata only, from the hub.
+    assert (match.kind, match.sender, match.body) == ("notification", "hub-test", None)
+    assert match.exchange_id == request.exchange_id
+    assert match.notification == {
+        "event": "dat-match",
+        "case_ref": request.case_ref,
+        "holder": "politie-test",
+    }
 
 
 async def test_repeated_answer_gets_the_original_response(network: Network, wire: Wire) -> None:
