@@ -24,7 +24,7 @@ from yarl import URL
 
 from gateway.adapters import attachments as _attachments
 from gateway.adapters.pseudonym import BirthDate, blind_people
-from gateway.adapters.received import HubError, Peer, Received
+from gateway.adapters.received import HubError, Peer, Received, Reply
 from gateway.clock import Clock, SystemClock
 from gateway.crypto.encoding import b64u_decode, sha256
 from gateway.crypto.envelope import open_envelope, seal
@@ -33,17 +33,7 @@ from gateway.crypto.keys import OrgKeys, sign_record
 from gateway.errors import EnvelopeError
 
 log = logging.getLogger(__name__)
-__all__ = ["HubClient", "HubError", "Peer", "Received"]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One answer for `HubClient.answer_many`."""
-
-    request: Received
-    decision: str
-    body: Mapping[str, Any] | None = None
-    reason_code: str | None = None
+__all__ = ["HubClient", "HubError", "Peer", "Received", "Reply"]
 
 
 class HubClient:

@@ -11,7 +11,6 @@ caller hears of it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +47,6 @@ from gateway.services.exchange_base import (
 from gateway.services.exchange_base import (
     compact as _compact,
 )
-from gateway.services.notifications import Notifier
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
 from gateway.services.parties import party
 from gateway.storage import policy_store, stores
@@ -58,9 +56,6 @@ from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 
 class ExchangeService(ExchangeBase):
-    # Set by the composition root: a `known` dat answer also notifies the requester.
-    notifier: Notifier | None = None
-
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
         exchange_id = req.envelopes[0].exchange_id
         recipients = [env.recipient for env in req.envelopes]
@@ -572,17 +567,8 @@ class ExchangeService(ExchangeBase):
                 decision=ans.decision.value,
                 reason_code=ans.reason_code,
             )
-            if ans.decision == Decision.KNOWN and self.notifier is not None:
-                self.notifier.send(
-                    tx,
-                    [exchange.requester],
-                    event="dat-match",
-                    case_ref=exchange.case_ref,
-                    subject_ref=exchange.subject_ref,
-                    exchange_id=exchange_id,
-                    now_ms=now,
-                    holder=auth.org,
-                )
+            if ans.decision == Decision.KNOWN:
+                self._notify_match(tx, exchange, holder=auth.org, now=now)
             return Done(202, response)
 
         return settle(await self._db.write("answer", job))
@@ -590,12 +576,8 @@ class ExchangeService(ExchangeBase):
     async def overdue(self, auth: RequestAuth) -> list[dict[str, Any]]:
         now = self._clock.now_ms()
         return await self._db.read(
-            "wat_overdue", functools.partial(_overdue, org=auth.org, now=now)
+            "wat_overdue", lambda tx: policy_store.overdue_wat(tx, auth.org, now)
         )
-
-
-def _overdue(tx: Tx, *, org: str, now: int) -> list[dict[str, Any]]:
-    return policy_store.overdue_wat(tx, org, now)
 
 
 __all__ = ["ExchangeService", "Party"]

@@ -255,6 +255,14 @@ def record_answer(
     )
 
 
+def known_answers(tx: Tx, exchange_id: str) -> int:
+    row = tx.conn.execute(
+        "SELECT COUNT(*) FROM exchange_recipients WHERE exchange_id = ? AND decision = 'known'",
+        (exchange_id,),
+    ).fetchone()
+    return int(row[0])
+
+
 # -- inbox -------------------------------------------------------------------
 
 _INBOX_COLUMNS = (

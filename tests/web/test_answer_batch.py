@@ -45,7 +45,7 @@ async def test_each_answer_gets_its_own_result(network: Network, wire: Wire) -> 
     assert (accepted["exchange_id"], accepted["status"]) == (request.exchange_id, 202)
     [ref] = assert_ledger_refs(accepted, 1)
     assert (await assert_durable(network.settings.node.database, ref)).entry_type == "dat-answer"
-    [answer] = await network.client("zvh-test").fetch(wait=2)
+    answer, _match = await network.client("zvh-test").fetch(wait=2)
     assert (answer.kind, answer.sender, answer.body) == (
         "dat-answer",
         "politie-test",
@@ -124,3 +124,22 @@ async def test_the_client_answers_many_requests_at_once(network: Network, wire: 
         "team 1",
         "team 2",
     ]
+
+
+async def test_two_known_answers_make_one_dat_match(network: Network, wire: Wire) -> None:
+    await open_case(network)
+    assert_ok(await send_dat(network, wire, "zvh-test", ["politie-test", "vt-test"]), 202)
+    for org in ("politie-test", "vt-test"):
+        client = network.client(org)
+        [request] = await client.fetch(wait=2)
+        [result] = await client.answer_many([ClientReply(request, "known")])
+        assert result["status"] == 202
+    received = await network.client("zvh-test").fetch(wait=2)
+    kinds = sorted(m.kind for m in received)
+    assert kinds == ["dat-answer", "dat-answer", "notification"]
+    [match] = [m for m in received if m.kind == "notification"]
+    assert match.notification is not None
+    assert (match.notification["event"], match.notification["holder"]) == (
+        "dat-match",
+        "politie-test",
+    )
