@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR  ?= .demo
 BASE_PORT ?= 8400
 
-.PHONY: run test lint typecheck imports unit bench clean sodium promtool deploy-check
+.PHONY: run test lint typecheck imports unit bench clean sodium promtool chromium deploy-check
 
 run: $(STAMP)
 	$(BIN)/zvh-gateway demo --dir $(DEMO_DIR) --base-port $(BASE_PORT)
@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP) promtool
+unit: $(STAMP) promtool chromium
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
 	$(BIN)/coverage combine -q
@@ -55,6 +55,15 @@ promtool:
 	       echo "installing prometheus (promtool and the server, for deploy/ and tests/ops)"; \
 	       apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	     else echo "make test needs promtool and prometheus: run 'sudo apt-get install prometheus' and retry"; exit 1; fi; }
+
+# The browser tests (tests/browser/) drive Debian's chromium through Playwright's own driver
+# (from the pip package); Playwright never downloads a browser here.
+chromium:
+	@[ -x /usr/bin/chromium ] \
+	|| { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	       echo "installing chromium (for the browser tests in tests/browser)"; \
+	       apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	     else echo "make test needs Debian's chromium: run 'sudo apt-get install --no-install-recommends chromium' and retry"; exit 1; fi; }
 
 $(STAMP): pyproject.toml | sodium
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)" \

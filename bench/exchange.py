@@ -15,8 +15,10 @@ partners as separate processes of this same script:
   received); a dedicated task long-polls the requester's inbox, matches answers by
   exchange_id and batch-acks them;
 - one responder process per recipient: long-polls (limit 100), opens each request,
-  answers it with a sealed contact route (all answers of a batch concurrently) and
-  batch-acks.
+  answers it with a sealed contact route and batch-acks. With `--answers single` (the
+  default) each answer is its own request to `POST /api/v1/exchanges/{id}/answers`
+  (all answers of a fetched batch concurrently); with `--answers batch` the fetched
+  batch is answered in one `POST /api/v1/answers` (an extension, docs/protocol.md).
 
 A round trip is therefore fully durable: request, two answers and three acks. For
 each concurrency level the requester runs a warm-up, then a measured window, and
@@ -63,7 +65,7 @@ from typing import IO, Any
 import aiohttp
 
 from gateway import cli as gateway_cli
-from gateway.adapters.client import HubClient, HubError
+from gateway.adapters.client import HubClient, HubError, Reply
 from gateway.crypto.keys import OrgKeys
 
 HUB_ORG = "hub-bench"
@@ -382,17 +384,26 @@ async def run_responder(spec: dict[str, Any]) -> None:
         stats["fetches"] += 1
         if not messages:
             continue
-        results = await asyncio.gather(
-            *(
-                client.answer(m, "known", {"contact": contact})
-                for m in messages
-                if m.kind == "dat-request"
-            ),
-            return_exceptions=True,
-        )
-        failed = sum(isinstance(r, BaseException) for r in results)
-        stats["errors"] += failed
-        stats["answered"] += len(results) - failed
+        requests = [m for m in messages if m.kind == "dat-request"]
+        if spec.get("batch"):
+            try:
+                results = await client.answer_many(
+                    [Reply(m, "known", {"contact": contact}) for m in requests]
+                )
+            except (aiohttp.ClientError, TimeoutError, HubError):
+                stats["errors"] += len(requests)
+            else:
+                ok = sum(r["status"] == 202 for r in results)
+                stats["answered"] += ok
+                stats["errors"] += len(results) - ok
+        else:
+            singles = await asyncio.gather(
+                *(client.answer(m, "known", {"contact": contact}) for m in requests),
+                return_exceptions=True,
+            )
+            failed = sum(isinstance(r, BaseException) for r in singles)
+            stats["errors"] += failed
+            stats["answered"] += len(singles) - failed
         # Batch-ack in the background, so that the next long-poll starts at once
         # (the fetched messages stay leased meanwhile).
         task = asyncio.create_task(ack([m.message_id for m in messages]))
@@ -666,7 +677,11 @@ def orchestrate(args: argparse.Namespace) -> int:
         asyncio.run(accede_all(url, key_files))
         pids = {"hub": hub.pid}
         for org in RESPONDERS:
-            responder_spec = {"url": url, "key_file": str(key_files[org])}
+            responder_spec = {
+                "url": url,
+                "key_file": str(key_files[org]),
+                "batch": args.answers == "batch",
+            }
             proc = spawn(
                 [sys.executable, me, "--worker", "responder", "--spec", json.dumps(responder_spec)],
                 org,
@@ -765,6 +780,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--profile-out", help="where to write the hub's profile")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument(
+        "--answers",
+        choices=["single", "batch"],
+        default="single",
+        help="responders answer one request per answer (PROTOCOL §7) or up to 100 at once"
+        " (the POST /api/v1/answers extension)",
+    )
     p.add_argument("--worker", choices=["requester", "responder", "hub"], help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

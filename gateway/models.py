@@ -150,6 +150,16 @@ class Answer(WireModel):
     envelope: Envelope | None = None
 
 
+class AnswerItem(Answer):
+    exchange_id: ExchangeId
+
+
+class AnswerBatch(WireModel):
+    """Extension: a responder answers up to 100 exchanges in one signed request."""
+
+    answers: Annotated[list[AnswerItem], Field(min_length=1, max_length=100)]
+
+
 class AckBatch(WireModel):
     message_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=1000)]
 

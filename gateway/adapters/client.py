@@ -24,7 +24,7 @@ from yarl import URL
 
 from gateway.adapters import attachments as _attachments
 from gateway.adapters.pseudonym import BirthDate, blind_people
-from gateway.adapters.received import HubError, Peer, Received
+from gateway.adapters.received import HubError, Peer, Received, Reply
 from gateway.clock import Clock, SystemClock
 from gateway.crypto.encoding import b64u_decode, sha256
 from gateway.crypto.envelope import open_envelope, seal
@@ -33,7 +33,7 @@ from gateway.crypto.keys import OrgKeys, sign_record
 from gateway.errors import EnvelopeError
 
 log = logging.getLogger(__name__)
-__all__ = ["HubClient", "HubError", "Peer", "Received"]
+__all__ = ["HubClient", "HubError", "Peer", "Received", "Reply"]
 
 
 class HubClient:
@@ -267,6 +267,33 @@ class HubClient:
         return await self.call(
             "POST", f"/api/v1/exchanges/{request.exchange_id}/answers", body=payload
         )
+
+    async def answer_many(self, replies: Sequence[Reply]) -> list[dict[str, Any]]:
+        """Answer up to 100 requests in one signed request (`POST /api/v1/answers`, an
+        extension). Returns a result per reply, in order: `{exchange_id, status: 202,
+        ledger}` or `{exchange_id, status, problem}`; one refused answer does not
+        undo the others."""
+        items: list[dict[str, Any]] = []
+        for reply in replies:
+            request = reply.request
+            if request.exchange_id is None:
+                raise ValueError("only exchange requests can be answered")
+            item: dict[str, Any] = {"exchange_id": request.exchange_id, "decision": reply.decision}
+            if reply.reason_code is not None:
+                item["reason_code"] = reply.reason_code
+            if reply.body is not None:
+                kind = "dat-answer" if request.kind == "dat-request" else "wat-answer"
+                item["envelope"] = await self.seal_to(
+                    request.sender,
+                    kind=kind,
+                    exchange_id=request.exchange_id,
+                    case_ref=request.case_ref,
+                    subject_ref=request.subject_ref,
+                    body=reply.body,
+                )
+            items.append(item)
+        data = await self.call("POST", "/api/v1/answers", body={"answers": items})
+        return list(data["results"])
 
     # -- privacy protocol, declarations, wat ---------------------------------------
 

@@ -4,7 +4,8 @@ A partner computes a person's pid without the BSN ever leaving its process: the
 BSN and birth date are checked here (with errors that say what is wrong but never
 repeat the value, which would carry it into logs), turned into the OPRF input,
 blinded with a fresh random scalar, and only the blinded element goes to the hub.
-The hub's answer is unblinded here (`Finalize`).
+The hub's answer is unblinded here (`Finalize`). The input checks themselves are
+in `gateway.crypto.pid_inputs`, shared with the hub's subject-access report.
 """
 
 from __future__ import annotations
@@ -14,56 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.crypto.encoding import b64u_decode, b64u_encode
-from gateway.crypto.oprf import blind, finalize, is_valid_bsn, pid_input
+from gateway.crypto.oprf import blind, finalize, pid_input
+from gateway.crypto.pid_inputs import (
+    BirthDate,
+    PseudonymInputError,
+    check_birth_date,
+    check_bsn,
+)
 from gateway.errors import CryptoError
 
-BirthDate = str | dt.date
-
-
-class PseudonymInputError(ValueError):
-    """A BSN or birth date that cannot make a pid; the message never holds the value."""
-
-
-def check_bsn(bsn: str) -> str:
-    if not isinstance(bsn, str) or len(bsn) != 9 or not (bsn.isascii() and bsn.isdigit()):
-        raise PseudonymInputError("the BSN must be exactly 9 digits")
-    if not is_valid_bsn(bsn):
-        raise PseudonymInputError("the BSN fails the 11-test (a typing error?)")
-    return bsn
-
-
-def check_birth_date(value: BirthDate, today: dt.date) -> str:
-    """YYYYMMDD from a date, "YYYY-MM-DD" or "YYYYMMDD"; month or day 00 where the
-    population register has it as unknown (a known day in an unknown month is not)."""
-    if isinstance(value, dt.datetime):
-        raise PseudonymInputError("the birth date must be a date, not a date and time")
-    if isinstance(value, dt.date):
-        text = value.strftime("%Y%m%d")
-    elif isinstance(value, str):
-        text = value[:4] + value[5:7] + value[8:] if len(value) == 10 else value
-        if len(value) == 10 and (value[4] != "-" or value[7] != "-"):
-            raise PseudonymInputError("the birth date must be YYYY-MM-DD or YYYYMMDD")
-    else:
-        raise PseudonymInputError("the birth date must be a date or a string")
-    if len(text) != 8 or not (text.isascii() and text.isdigit()):
-        raise PseudonymInputError("the birth date must be YYYY-MM-DD or YYYYMMDD")
-    year, month, day = int(text[:4]), int(text[4:6]), int(text[6:])
-    if year < 1850:
-        raise PseudonymInputError("the birth year is before 1850")
-    if month > 12:
-        raise PseudonymInputError("the birth month must be 01-12, or 00 when unknown")
-    if month == 0 and day != 0:
-        raise PseudonymInputError("a birth day needs a birth month (use 00 for both)")
-    if month and day:
-        try:
-            born = dt.date(year, month, day)
-        except ValueError:
-            raise PseudonymInputError("the birth date does not exist in the calendar") from None
-    else:
-        born = dt.date(year, month or 1, 1)
-    if born > today:
-        raise PseudonymInputError("the birth date is in the future")
-    return text
+__all__ = [
+    "BirthDate",
+    "Blinded",
+    "PseudonymInputError",
+    "blind_people",
+    "check_birth_date",
+    "check_bsn",
+]
 
 
 @dataclass(frozen=True, slots=True)

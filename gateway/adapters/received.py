@@ -52,3 +52,13 @@ class Received:
     error: str | None = None
     # kind "notification": the hub's metadata `{event, case_ref, ...}` (no envelope).
     notification: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer for `HubClient.answer_many`."""
+
+    request: Received
+    decision: str
+    body: Mapping[str, Any] | None = None
+    reason_code: str | None = None

@@ -10,18 +10,19 @@ caller hears of it.
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.crypto.canonical import canonical_sha256
 from gateway.crypto.envelope import payload_hash
-from gateway.errors import Conflict, DenyCode, NotFound
+from gateway.errors import Conflict, DenyCode, NotFound, ProblemError
 from gateway.models import (
     DAT_DECISIONS,
     WAT_DECISIONS,
     Answer,
+    AnswerItem,
     DatRequest,
     Decision,
     Envelope,
@@ -46,7 +47,6 @@ from gateway.services.exchange_base import (
 from gateway.services.exchange_base import (
     compact as _compact,
 )
-from gateway.services.notifications import Notifier
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
 from gateway.services.parties import party
 from gateway.storage import policy_store, stores
@@ -56,9 +56,6 @@ from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 
 class ExchangeService(ExchangeBase):
-    # Set by the composition root: a `known` dat answer also notifies the requester.
-    notifier: Notifier | None = None
-
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
         exchange_id = req.envelopes[0].exchange_id
         recipients = [env.recipient for env in req.envelopes]
@@ -425,8 +422,45 @@ class ExchangeService(ExchangeBase):
             raise _bad(["envelope"], "a release carries the released information")
         return EnvelopeKind.WAT_ANSWER
 
+    async def answer_many(
+        self, auth: RequestAuth, items: Sequence[tuple[AnswerItem, dict[str, Any]]]
+    ) -> list[Done | ProblemError]:
+        """Extension: answer several exchanges in one signed request. Each answer is its
+        own storage job (they share a group commit), so a refused answer never undoes
+        another; the request's nonce is persisted with the first."""
+        ids = [item.exchange_id for item, _ in items]
+        if len(set(ids)) != len(ids):
+            raise _bad(["answers"], "one answer per exchange")
+        settled = await asyncio.gather(
+            *(
+                self.answer(
+                    auth,
+                    item.exchange_id,
+                    item,
+                    # The same idempotency hash as the single-answer endpoint's body.
+                    {k: v for k, v in raw.items() if k != "exchange_id"},
+                    persist_nonce=i == 0,
+                )
+                for i, (item, raw) in enumerate(items)
+            ),
+            return_exceptions=True,
+        )
+        results: list[Done | ProblemError] = []
+        for outcome in settled:
+            if isinstance(outcome, Done | ProblemError):
+                results.append(outcome)
+            else:
+                raise outcome
+        return results
+
     async def answer(
-        self, auth: RequestAuth, exchange_id: str, ans: Answer, raw: dict[str, Any]
+        self,
+        auth: RequestAuth,
+        exchange_id: str,
+        ans: Answer,
+        raw: dict[str, Any],
+        *,
+        persist_nonce: bool = True,
     ) -> Done:
         if ans.envelope is not None:
             if ans.envelope.exchange_id != exchange_id:
@@ -436,7 +470,8 @@ class ExchangeService(ExchangeBase):
         now = self._clock.now_ms()
 
         def job(tx: Tx) -> Outcome:
-            auth.persist(tx)
+            if persist_nonce:
+                auth.persist(tx)
             exchange = stores.get_exchange(tx, exchange_id)
             mine = None if exchange is None else stores.get_recipient(tx, exchange_id, auth.org)
             if exchange is None or mine is None or mine.outcome != "delivered":
@@ -532,17 +567,8 @@ class ExchangeService(ExchangeBase):
                 decision=ans.decision.value,
                 reason_code=ans.reason_code,
             )
-            if ans.decision == Decision.KNOWN and self.notifier is not None:
-                self.notifier.send(
-                    tx,
-                    [exchange.requester],
-                    event="dat-match",
-                    case_ref=exchange.case_ref,
-                    subject_ref=exchange.subject_ref,
-                    exchange_id=exchange_id,
-                    now_ms=now,
-                    holder=auth.org,
-                )
+            if ans.decision == Decision.KNOWN:
+                self._notify_match(tx, exchange, holder=auth.org, now=now)
             return Done(202, response)
 
         return settle(await self._db.write("answer", job))
@@ -550,12 +576,8 @@ class ExchangeService(ExchangeBase):
     async def overdue(self, auth: RequestAuth) -> list[dict[str, Any]]:
         now = self._clock.now_ms()
         return await self._db.read(
-            "wat_overdue", functools.partial(_overdue, org=auth.org, now=now)
+            "wat_overdue", lambda tx: policy_store.overdue_wat(tx, auth.org, now)
         )
-
-
-def _overdue(tx: Tx, *, org: str, now: int) -> list[dict[str, Any]]:
-    return policy_store.overdue_wat(tx, org, now)
 
 
 __all__ = ["ExchangeService", "Party"]

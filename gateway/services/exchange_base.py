@@ -22,11 +22,12 @@ from gateway.policy.access import CaseView, case_access, membership, recipient_a
 from gateway.policy.rules import Policy
 from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
+from gateway.services.notifications import Notifier
 from gateway.services.outcome import Denied, Done, deny
 from gateway.services.parties import party
 from gateway.storage import stores
 from gateway.storage.database import Database, Tx
-from gateway.storage.records import CaseRecord
+from gateway.storage.records import CaseRecord, ExchangeRecord
 
 PRECEDENCE = (DenyCode.NOT_A_MEMBER, DenyCode.DECLARATION_REQUIRED, DenyCode.NOT_A_PARTICIPANT)
 HOUR_MS = 3_600_000
@@ -51,6 +52,9 @@ class Admitted:
 
 
 class ExchangeBase:
+    # Set by the composition root: the first `known` dat answer notifies the requester.
+    notifier: Notifier | None = None
+
     def __init__(
         self,
         db: Database,
@@ -190,3 +194,19 @@ class ExchangeBase:
         tx.on_commit(functools.partial(self._notify, org))
 
     # -- dat-request -----------------------------------------------------------
+
+    def _notify_match(self, tx: Tx, exchange: ExchangeRecord, *, holder: str, now: int) -> None:
+        """`dat-match`, once per dat-request: at its first `known` answer (the answers
+        themselves follow in the inbox; a second holder's match adds nothing new)."""
+        if self.notifier is None or stores.known_answers(tx, exchange.exchange_id) > 1:
+            return
+        self.notifier.send(
+            tx,
+            [exchange.requester],
+            event="dat-match",
+            case_ref=exchange.case_ref,
+            subject_ref=exchange.subject_ref,
+            exchange_id=exchange.exchange_id,
+            now_ms=now,
+            holder=holder,
+        )

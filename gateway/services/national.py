@@ -7,6 +7,10 @@
   cases and the national index, within the deadline, with hubs and contact routes
   from the national list, never case content. Every check is a ledger entry with its
   purpose and a hash of the pid (never the pid); every denial too.
+- `pid_of` computes one person's pid for the hub itself, exactly as a partner does
+  (check the BSN and birth date, Blind, evaluate at the pseudonymiser, Finalize): the
+  privacy officer's subject-access report by BSN. The BSN stays in this process and
+  is neither logged nor stored; the pseudonymiser sees only the blinded element.
 - The canary: the hub computes the pid of a published synthetic input through the
   pseudonymiser and compares it with the one pinned in its config. A different pid
   means the pseudonymiser's key changed: the hub logs an error, sets the gauge, and
@@ -20,6 +24,7 @@ The pseudonymiser and the index are reached through the ports below (implemented
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import hmac
 import logging
@@ -31,6 +36,7 @@ from gateway.clock import Clock
 from gateway.config import NationalSettings
 from gateway.crypto.encoding import b64u_decode, b64u_encode, sha256
 from gateway.crypto.oprf import blind, finalize, is_valid_element, pid_input
+from gateway.crypto.pid_inputs import check_birth_date, check_bsn
 from gateway.errors import (
     CryptoError,
     DenyCode,
@@ -269,6 +275,46 @@ class NationalService:
             }
         return [found[h] for h in sorted(found)]
 
+    # -- the hub's own pids (subject access) --------------------------------------------
+
+    @property
+    def can_compute_pids(self) -> bool:
+        """Whether this hub reaches a pseudonymiser (has a `[national]` section)."""
+        return self._settings is not None and self._oprf is not None
+
+    async def pid_of(self, bsn: str, birth_date: str) -> str:
+        """The pid of one person, computed here through the pseudonymiser.
+
+        Raises PseudonymInputError (before anything is sent) for a BSN that fails the
+        11-test or an impossible birth date; ServiceUnavailable when the hub has no
+        pseudonymiser, its canary does not match, or it did not answer; RateLimited.
+        """
+        self._require()
+        today = dt.datetime.fromtimestamp(self._clock.now_ms() / 1000, dt.UTC).date()
+        x = pid_input(check_bsn(bsn), check_birth_date(birth_date, today))
+        if self._oprf is None:
+            raise ServiceUnavailable("This hub is not connected to the national check.")
+        if self.canary_mismatch:
+            raise ServiceUnavailable(
+                "The pseudonymiser failed its canary check; pseudonyms are suspended."
+            )
+        pid = await self._finalized(x)
+        if pid is None:
+            raise ServiceUnavailable("The pseudonymiser returned an invalid element.")
+        self._metrics.oprf_evaluations.labels(self._hub).inc()
+        return pid
+
+    async def _finalized(self, x: bytes) -> str | None:
+        """Blind x, have the pseudonymiser evaluate it, Finalize: the pid, or None when
+        the answer is not a valid element."""
+        assert self._oprf is not None
+        r, blinded = blind(x)
+        [evaluated] = await self._oprf.evaluate([b64u_encode(blinded)])
+        try:
+            return finalize(x, r, b64u_decode(evaluated)).hex()
+        except (CryptoError, ValueError):
+            return None
+
     # -- the canary --------------------------------------------------------------------
 
     async def check_canary(self) -> bool:
@@ -281,13 +327,7 @@ class NationalService:
         if settings.canary_input is None or settings.canary_pid is None or self._oprf is None:
             raise ServiceUnavailable("No canary is configured.")
         bsn, _, birth = settings.canary_input.partition("|")
-        x = pid_input(bsn, birth)
-        r, blinded = blind(x)
-        [evaluated] = await self._oprf.evaluate([b64u_encode(blinded)])
-        try:
-            pid = finalize(x, r, b64u_decode(evaluated)).hex()
-        except (CryptoError, ValueError):
-            pid = ""
+        pid = await self._finalized(pid_input(bsn, birth)) or ""
         match = hmac.compare_digest(pid, settings.canary_pid)
         self._metrics.canary_match.set(1 if match else 0)
         self._metrics.canary_time.set(self._clock.now_ms() / 1000)

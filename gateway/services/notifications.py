@@ -10,7 +10,8 @@ Events:
 - `case-closed`: a case the organisation takes part in was closed (afgeschaald).
 - `participant-added`: an organisation was added to a case it takes part in (the
   new participant is told too).
-- `dat-match`: a holder answered `known` to the organisation's dat-request.
+- `dat-match`: the first holder answered `known` to the organisation's dat-request
+  (once per dat-request; the answers themselves follow in the inbox).
 - `declaration-expiring`: the organisation's geheimhoudingsverklaring for a case
   ends within the configured window (once per declaration; the periodic sweep).
 """

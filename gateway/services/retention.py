@@ -38,6 +38,7 @@ def execute(tx: Tx, settings: RetentionSettings, now_ms: int, *, actor: str) -> 
     """Purge in the caller's transaction; returns what was purged."""
     todo = plan(tx, settings, now_ms)
     if todo.entries:
+        tx.forget()
         ledger_store.purge_entries(tx.conn, todo.entries)
     blobs: tuple[str, ...] = ()
     if todo.cases:

@@ -165,8 +165,12 @@ class ReviewService:
             lambda tx: tx.append_ledger("review-report", now, body, (self._hub_org,)),
         )
 
-    async def subject_report(self, user: str, pid: str, fmt: str) -> list[dict[str, Any]]:
-        """The subject-access report (inzage) by pid; it too is a ledger entry."""
+    async def subject_report(
+        self, user: str, pid: str, fmt: str, *, by: str = "pid"
+    ) -> list[dict[str, Any]]:
+        """The subject-access report (inzage) by pid; it too is a ledger entry. `by`
+        says how the officer named the subject ("pid", or "bsn" when the hub computed
+        the pid from a BSN and birth date, which are never recorded)."""
         await self.catch_up()
         pid = check_pid(pid)
         found = await self._db.read(
@@ -174,7 +178,7 @@ class ReviewService:
         )
         rows = subject_rows(found, self._retention)
         await self.record_report(
-            user, "subject-access", {"pid": pid, "format": fmt, "entries": len(rows)}
+            user, "subject-access", {"pid": pid, "by": by, "format": fmt, "entries": len(rows)}
         )
         return rows
 

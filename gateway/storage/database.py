@@ -23,7 +23,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -79,14 +79,34 @@ class _JobFailedError(Exception):
 class Tx:
     """One job's handle on the open transaction (or on the reader, for reads)."""
 
-    __slots__ = ("_callbacks", "_ledger", "_refs", "conn", "run_s")
+    __slots__ = ("_cache", "_callbacks", "_ledger", "_refs", "conn", "run_s")
 
-    def __init__(self, conn: sqlite3.Connection, ledger: LedgerWriter | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        ledger: LedgerWriter | None,
+        cache: dict[Hashable, Any] | None = None,
+    ) -> None:
         self.conn = conn
         self._ledger = ledger
+        # Shared by the jobs of one group commit (the batch holds the write lock, so
+        # no other writer can change what it caches); a fresh dict per read otherwise.
+        self._cache: dict[Hashable, Any] = {} if cache is None else cache
         self._callbacks: list[Callable[[], None]] = []
         self._refs: list[LedgerRef] = []
         self.run_s = 0.0  # time the job itself took on the database thread
+
+    def cached(self, key: Hashable, read: Callable[[], T]) -> T:
+        """`read()` once per batch: the membership and case reads that every exchange
+        step repeats. Every store function that writes what is cached calls `forget`."""
+        try:
+            value: T = self._cache[key]
+        except KeyError:
+            value = self._cache[key] = read()
+        return value
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the event loop once this job's batch has committed."""
@@ -308,12 +328,13 @@ class Database:
         # have appended while we were idle, and indexes must stay gap-free.
         self.ledger.load(conn)
         batch_mark = self.ledger.mark()
+        cache: dict[Hashable, Any] = {}
         try:
             for job in batch:
                 mark = self.ledger.mark()
                 if isolate:
                     conn.execute("SAVEPOINT job")
-                tx = Tx(conn, self.ledger)
+                tx = Tx(conn, self.ledger, cache)
                 began = time.perf_counter()
                 try:
                     value = job.fn(tx)
@@ -323,6 +344,7 @@ class Database:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     self.ledger.reset(mark)
+                    cache.clear()  # it may hold what the undone job wrote
                     outcomes.append((False, exc, tx))
                 else:
                     if isolate:

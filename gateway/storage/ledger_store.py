@@ -19,6 +19,7 @@ from typing import Any
 from gateway.crypto.canonical import canonical_json
 from gateway.ledger.leaf import commitment_of, leaf_data, leaf_hash, new_salt
 from gateway.ledger.merkle import CompactTree
+from gateway.storage.rows import insert_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,18 +123,13 @@ class LedgerWriter:
 
     def flush(self, conn: sqlite3.Connection) -> None:
         """Write the buffered leaves (inside the open transaction, before COMMIT)."""
-        if self._rows:
-            conn.executemany(
-                "INSERT INTO ledger (idx, type, time_ms, leaf_data, leaf_hash, body, salt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                self._rows,
-            )
-        if self._actors:
-            conn.executemany(
-                "INSERT OR IGNORE INTO ledger_actors (idx, org) VALUES (?, ?)", self._actors
-            )
-        if self._cases:
-            conn.executemany("INSERT INTO ledger_cases (idx, case_ref) VALUES (?, ?)", self._cases)
+        insert_rows(
+            conn,
+            "INSERT INTO ledger (idx, type, time_ms, leaf_data, leaf_hash, body, salt)",
+            self._rows,
+        )
+        insert_rows(conn, "INSERT OR IGNORE INTO ledger_actors (idx, org)", self._actors)
+        insert_rows(conn, "INSERT INTO ledger_cases (idx, case_ref)", self._cases)
         self._rows.clear()
         self._actors.clear()
         self._cases.clear()

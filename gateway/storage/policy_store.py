@@ -60,6 +60,7 @@ def _protocol(r: tuple[Any, ...]) -> ProtocolRecord:
 
 
 def insert_protocol(tx: Tx, rec: ProtocolRecord) -> None:
+    tx.forget()
     tx.conn.execute(
         f"INSERT INTO protocols ({_PROTOCOL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -104,7 +105,14 @@ def current_protocol_id(tx: Tx, now_ms: int) -> str | None:
 
 
 def is_member(tx: Tx, org: str, now_ms: int) -> bool:
-    """An unrevoked accession to the protocol in force (a new version needs a new one)."""
+    """An unrevoked accession to the protocol in force (a new version needs a new one).
+
+    Read once per group commit: the jobs of a batch (a few milliseconds) share the
+    answer, as if they had all run at the batch's first read."""
+    return tx.cached(("member", org), lambda: _read_member(tx, org, now_ms))
+
+
+def _read_member(tx: Tx, org: str, now_ms: int) -> bool:
     row = tx.conn.execute(
         f"SELECT 1 FROM accessions WHERE org = :org AND revoked_ms IS NULL"
         f" AND protocol_id = ({_CURRENT_PROTOCOL})",
@@ -123,6 +131,7 @@ def upsert_accession(
     record: str,
     now_ms: int,
 ) -> None:
+    tx.forget()
     tx.conn.execute(
         "INSERT INTO accessions (protocol_id, org, text_sha256, signed_at_ms, record,"
         " received_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (protocol_id, org) DO UPDATE SET"
@@ -141,6 +150,7 @@ def get_accession_record(tx: Tx, protocol_id: str, org: str) -> tuple[str, int |
 
 
 def revoke_accession(tx: Tx, protocol_id: str, org: str, now_ms: int) -> bool:
+    tx.forget()
     cur = tx.conn.execute(
         "UPDATE accessions SET revoked_ms = ? WHERE protocol_id = ? AND org = ?"
         " AND revoked_ms IS NULL",

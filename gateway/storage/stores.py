@@ -18,6 +18,7 @@ from gateway.storage.records import (
     OrgRecord,
     RecipientRecord,
 )
+from gateway.storage.rows import insert_rows
 
 # -- directory ---------------------------------------------------------------
 
@@ -101,6 +102,10 @@ def _bump_directory(tx: Tx) -> None:
 
 
 def get_case(tx: Tx, case_ref: str) -> CaseRecord | None:
+    return tx.cached(("case", case_ref), lambda: _read_case(tx, case_ref))
+
+
+def _read_case(tx: Tx, case_ref: str) -> CaseRecord | None:
     # One statement (not three): this runs inside every exchange step's job.
     row = tx.conn.execute(
         "SELECT case_ref, theme, status, registered_by, created_ms, closed_ms, close_ledger,"
@@ -135,6 +140,7 @@ def insert_case(
     subjects: Sequence[tuple[str, str]],
     participants: Iterable[str],
 ) -> None:
+    tx.forget()
     tx.conn.execute(
         "INSERT INTO cases (case_ref, theme, status, registered_by, created_ms)"
         " VALUES (?, ?, 'open', ?, ?)",
@@ -148,6 +154,7 @@ def insert_case(
 
 
 def add_participants(tx: Tx, case_ref: str, orgs: Iterable[str], now_ms: int) -> None:
+    tx.forget()
     tx.conn.executemany(
         "INSERT OR IGNORE INTO case_participants (case_ref, org, added_ms) VALUES (?, ?, ?)",
         [(case_ref, org, now_ms) for org in orgs],
@@ -155,6 +162,7 @@ def add_participants(tx: Tx, case_ref: str, orgs: Iterable[str], now_ms: int) ->
 
 
 def close_case(tx: Tx, case_ref: str, now_ms: int, ledger_index: int) -> None:
+    tx.forget()
     tx.conn.execute(
         "UPDATE cases SET status = 'closed', closed_ms = ?, close_ledger = ? WHERE case_ref = ?",
         (now_ms, ledger_index, case_ref),
@@ -202,9 +210,9 @@ def insert_exchange(tx: Tx, rec: ExchangeRecord) -> None:
 
 
 def insert_recipients(tx: Tx, recs: Sequence[RecipientRecord]) -> None:
-    tx.conn.executemany(
-        "INSERT INTO exchange_recipients (exchange_id, org, outcome, payload_sha256)"
-        " VALUES (?, ?, ?, ?)",
+    insert_rows(
+        tx.conn,
+        "INSERT INTO exchange_recipients (exchange_id, org, outcome, payload_sha256)",
         [(r.exchange_id, r.org, r.outcome, r.payload_sha256) for r in recs],
     )
 
@@ -245,6 +253,14 @@ def record_answer(
         " answered_ms = ? WHERE exchange_id = ? AND org = ? AND answer_sha256 IS NULL",
         (decision, answer_sha256, response, now_ms, exchange_id, org),
     )
+
+
+def known_answers(tx: Tx, exchange_id: str) -> int:
+    row = tx.conn.execute(
+        "SELECT COUNT(*) FROM exchange_recipients WHERE exchange_id = ? AND decision = 'known'",
+        (exchange_id,),
+    ).fetchone()
+    return int(row[0])
 
 
 # -- inbox -------------------------------------------------------------------

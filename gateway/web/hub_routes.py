@@ -10,9 +10,18 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import InvalidRequest, NotFound
-from gateway.models import AckBatch, Answer, CaseCreate, DatRequest, Empty, ParticipantAdd
+from gateway.models import (
+    AckBatch,
+    Answer,
+    AnswerBatch,
+    CaseCreate,
+    DatRequest,
+    Empty,
+    ParticipantAdd,
+)
 from gateway.services.directory import org_json
 from gateway.services.outcome import Done
+from gateway.web.middleware import problem_of
 from gateway.web.state import BODY, HUB, auth_of
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,6 +104,35 @@ async def answer(request: web.Request) -> web.Response:
     return done(
         await hub.exchanges.answer(auth_of(request), request.match_info["exchange_id"], req, raw)
     )
+
+
+@routes.post("/api/v1/answers")
+async def answer_batch(request: web.Request) -> web.Response:
+    """Extension: up to 100 answers in one request; 200 with a result per answer, in
+    the order given: `{exchange_id, status: 202, ledger}` or `{exchange_id, status,
+    problem}` (the RFC 9457 body the single-answer endpoint would have returned)."""
+    req, raw = parse(request, AnswerBatch)
+    hub = request.app[HUB]
+    items = list(zip(req.answers, raw["answers"], strict=True))
+    outcomes = await hub.exchanges.answer_many(auth_of(request), items)
+    results: list[dict[str, Any]] = []
+    for item, outcome in zip(req.answers, outcomes, strict=True):
+        if isinstance(outcome, Done):
+            results.append(
+                {"exchange_id": item.exchange_id, "status": outcome.status, **outcome.body}
+            )
+            step = "accepted"
+        else:
+            results.append(
+                {
+                    "exchange_id": item.exchange_id,
+                    "status": outcome.status,
+                    "problem": problem_of(outcome),
+                }
+            )
+            step = "denied" if outcome.status == 403 else "error"
+        hub.metrics.exchanges.labels("answer", step).inc()
+    return web.json_response({"results": results})
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -41,9 +41,9 @@ REVIEW_API_PREFIX = "/api/v1/review/"
 PROBLEM_TYPE = "urn:zvh-gateway:problem:"
 
 
-def problem_response(
-    status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
-) -> web.Response:
+def problem_body(
+    status: int, code: str, title: str, detail: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code,
         "title": title,
@@ -53,14 +53,28 @@ def problem_response(
     }
     if extra:
         body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
+) -> web.Response:
+    body = problem_body(status, code, title, detail, extra)
     return web.json_response(body, status=status, content_type="application/problem+json")
 
 
-def render_problem(exc: ProblemError) -> web.Response:
+def problem_of(exc: ProblemError) -> dict[str, Any]:
+    """The RFC 9457 body of an error (also used per item of a batch's results)."""
     extra = dict(exc.extra())
     if exc.ledger is not None:
         extra["ledger"] = exc.ledger
-    response = problem_response(exc.status, exc.code, exc.title, exc.detail, extra)
+    return problem_body(exc.status, exc.code, exc.title, exc.detail, extra)
+
+
+def render_problem(exc: ProblemError) -> web.Response:
+    response = web.json_response(
+        problem_of(exc), status=exc.status, content_type="application/problem+json"
+    )
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response

@@ -24,7 +24,14 @@ import jinja2
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.errors import CsrfRejected, InvalidRequest, Unauthenticated
+from gateway.crypto.pid_inputs import PseudonymInputError
+from gateway.errors import (
+    CsrfRejected,
+    InvalidRequest,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthenticated,
+)
 from gateway.services import ops, review_export
 from gateway.services import review as review_svc
 from gateway.services.review_auth import Session, csrf_ok
@@ -317,10 +324,39 @@ async def refusals_page(request: web.Request, session: Session) -> web.StreamRes
 
 
 class SubjectReportIn(BaseModel):
+    """Either `pid`, or `bsn` and `birth_date` (the hub computes the pid through the
+    pseudonymiser); never both."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pid: str = Field(max_length=128)
+    pid: str | None = Field(default=None, max_length=128)
+    bsn: str | None = Field(default=None, max_length=16)
+    birth_date: str | None = Field(default=None, max_length=10)
     format: Literal["json", "csv"] = "json"
+
+
+NO_PSEUDONYMISER = (
+    "Deze hub is niet aangesloten op de landelijke pseudonimiseringsdienst: zoeken op"
+    " BSN en geboortedatum kan hier niet. Zoek op pseudoniem (pid)."
+)
+
+
+async def _pid_from_bsn(request: web.Request, bsn: str, birth_date: str) -> str:
+    """The subject's pid from BSN and birth date, through the hub's pseudonymiser.
+    Bad input: InvalidRequest whose messages (English `msg`, Dutch `msg_nl`) never
+    repeat the value."""
+    national = request.app[HUB].national
+    if not national.can_compute_pids:
+        raise ServiceUnavailable(
+            "This hub has no pseudonymiser: ask for the report by pid instead."
+        )
+    try:
+        return await national.pid_of(bsn, birth_date)
+    except PseudonymInputError as exc:
+        raise InvalidRequest(
+            "Invalid BSN or birth date.",
+            errors=[{"loc": ["body", exc.field], "msg": str(exc), "msg_nl": exc.dutch}],
+        ) from None
 
 
 def _csv_response(text: str) -> web.Response:
@@ -351,34 +387,101 @@ async def api_subject_report(request: web.Request, session: Session) -> web.Stre
             "Invalid request.",
             errors=[{"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors()],
         ) from exc
+    by_bsn = wanted.bsn is not None or wanted.birth_date is not None
+    if by_bsn == (wanted.pid is not None):
+        raise InvalidRequest(
+            "Give either pid, or bsn and birth_date.",
+            errors=[{"loc": ["body"], "msg": "either pid, or bsn and birth_date"}],
+        )
+    if by_bsn:
+        pid = await _pid_from_bsn(request, wanted.bsn or "", wanted.birth_date or "")
+    else:
+        pid = wanted.pid or ""
     review = request.app[HUB].review
-    rows = await review.subject_report(session.user, wanted.pid, wanted.format)
+    rows = await review.subject_report(
+        session.user, pid, wanted.format, by="bsn" if by_bsn else "pid"
+    )
     if wanted.format == "csv":
         return _csv_response(review_svc.subject_csv(rows))
     return _json({"entries": rows})
 
 
+def _subject_page(
+    request: web.Request,
+    session: Session,
+    *,
+    status: int = 200,
+    rows: list[dict[str, Any]] | None = None,
+    pid: str = "",
+    by: str = "",
+    error: str | None = None,
+) -> web.Response:
+    national = request.app[HUB].national
+    return _render(
+        request,
+        "subject.html",
+        status=status,
+        rows=rows,
+        pid=pid,
+        by=by,
+        error=error,
+        bsn_available=national.can_compute_pids,
+        no_pseudonymiser=NO_PSEUDONYMISER,
+        **_common(session),
+    )
+
+
 @routes.get("/review/subject")
 @page
 async def subject_form(request: web.Request, session: Session) -> web.StreamResponse:
-    return _render(request, "subject.html", rows=None, pid="", **_common(session))
+    return _subject_page(request, session)
 
 
 @routes.post("/review/subject")
 @page
 async def subject_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """Two forms post here: by pid (`pid`), or by BSN and birth date (`bsn`,
+    `birth_date`). A BSN is never put back into the page, a URL or a log."""
     form = await request.post()
     token = form.get("csrf")
     if not isinstance(token, str) or not csrf_ok(session.csrf, token):
         raise CsrfRejected("The form's CSRF token is missing or wrong.")
-    pid, fmt = form.get("pid"), form.get("format")
-    if not isinstance(pid, str) or fmt not in ("html", "csv"):
+    pid, bsn, birth, fmt = (form.get(k) for k in ("pid", "bsn", "birth_date", "format"))
+    if fmt not in ("html", "csv"):
+        raise InvalidRequest("Invalid form.")
+    if isinstance(bsn, str) and isinstance(birth, str) and pid is None:
+        if not request.app[HUB].national.can_compute_pids:
+            return _subject_page(request, session, status=503, error=NO_PSEUDONYMISER)
+        try:
+            pid = await _pid_from_bsn(request, bsn.strip()[:16], birth.strip()[:10])
+        except InvalidRequest as exc:
+            message = " ".join(str(e.get("msg_nl", "")) for e in exc.errors) or "Ongeldige invoer."
+            return _subject_page(request, session, status=400, error=message)
+        except (ServiceUnavailable, RateLimited):
+            return _subject_page(
+                request,
+                session,
+                status=503,
+                error="De pseudonimiseringsdienst antwoordt nu niet. Probeer het later opnieuw.",
+            )
+        by = "bsn"
+    elif isinstance(pid, str) and bsn is None and birth is None:
+        by = "pid"
+    else:
         raise InvalidRequest("Invalid form.")
     review = request.app[HUB].review
-    rows = await review.subject_report(session.user, pid, fmt)
+    try:
+        rows = await review.subject_report(session.user, pid, fmt, by=by)
+    except InvalidRequest:
+        return _subject_page(
+            request,
+            session,
+            status=400,
+            error="Dit is geen geldig pseudoniem: een pid bestaat uit 128 hexadecimale tekens.",
+        )
     if fmt == "csv":
         return _csv_response(review_svc.subject_csv(rows))
-    return _render(request, "subject.html", rows=rows, pid=pid.strip().lower(), **_common(session))
+    return _subject_page(request, session, rows=rows, pid=pid.strip().lower(), by=by)
 
 
 async def _export(request: web.Request, session: Session) -> web.Response:
