@@ -1,6 +1,7 @@
 """Issue 8 with real processes: secure case messages with an attachment through the
-adapters (webhook and file drop), and the referral form (acceptance 4, over real
-HTTP with the CSRF flow: the Playwright fixture is not on main yet).
+adapters (webhook and file drop), and the referral form over plain HTTP: the CSRF
+checks, a double submit, the logs (acceptance 4 in a browser is
+tests/browser/test_referral_form.py).
 
 The police adapter serves the form; a professional refers a person; the ZVH's
 adapter delivers the referral to the ZVH's (fake) case system, which must receive
