@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from gateway.adapters.adapter_config import ensure_token, load_adapter_settings
 from gateway.adapters.delivery import backoff_s, write_atomically
 from gateway.adapters.filedrop import DropError, parse_csv, parse_file, parse_json, ready_files
 from gateway.adapters.local_models import AnswerRequest, DatRequest
+from gateway.crypto.keys import OrgKeys
 from gateway.errors import ConfigError
 from tests.conftest import BSN
 
@@ -216,3 +219,52 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     assert path.read_bytes() == b"{}"
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.json"]
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- the commands: refusals --------------------------------------------------------------
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_init_adapter_and_start_refuse_readable_secrets(tmp_path: Path) -> None:
+    key_file = tmp_path / "politie-unit.key.json"
+    OrgKeys.generate("politie-unit").save(key_file)
+    base = [
+        "init-adapter",
+        "--org",
+        "politie-unit",
+        "--hub-url",
+        "http://127.0.0.1:9",
+        "--key-file",
+        str(key_file),
+        "--filedrop-dir",
+        "drop",
+    ]
+    key_file.chmod(0o640)
+    refused = _run(*base, "--dir", str(tmp_path / "a"))
+    assert refused.returncode == 2
+    assert "group or others" in refused.stderr
+    key_file.chmod(0o600)
+    made = _run(*base, "--dir", str(tmp_path / "a"))
+    assert made.returncode == 0, made.stderr
+    token = tmp_path / "a" / "local-api.token"
+    assert token.stat().st_mode & 0o777 == 0o600
+    token.chmod(0o644)
+    started = _run("adapter", "--config", str(tmp_path / "a" / "adapter.toml"))
+    assert started.returncode == 2
+    assert "local.token_file" in started.stderr
+    assert token.read_text().strip() not in started.stderr + started.stdout
+    # No dead letters before the adapter ever ran: a clear message, exit 1.
+    listed = _run(
+        "adapter", "dead-letters", "list", "--config", str(tmp_path / "a" / "adapter.toml")
+    )
+    assert listed.returncode == 1
+    assert "no adapter database" in listed.stderr
