@@ -153,7 +153,14 @@ def internals(
     per_rt = max(rts, 1)
     writes: dict[str, float] = {}
     requests: dict[str, float] = {}
+    job_ms: dict[str, float] = {}
     for key in after:
+        if key.startswith("zvh_gateway_storage_job_run_seconds_count{"):
+            name = label(key, "name")
+            count = delta(key)
+            if name and count:
+                total = delta(key.replace("_count{", "_sum{"))
+                job_ms[name] = total * 1000 / count
         if key.startswith("zvh_gateway_storage_transaction_duration_seconds_count{"):
             name = label(key, "name")
             if name and name not in ("inbox_fetch", "inbox_backlog"):
@@ -168,6 +175,12 @@ def internals(
         "db_writer_busy_percent": commit_s * 100 / window,
         "writes_per_rt": {k: round(v, 2) for k, v in sorted(writes.items()) if v >= 0.005},
         "requests_per_rt": {k: round(v, 2) for k, v in sorted(requests.items()) if v >= 0.005},
+        "job_ms": {k: round(v, 3) for k, v in sorted(job_ms.items())},
+        "commit_only_ms": (
+            delta("zvh_gateway_storage_commit_seconds_sum")
+            * 1000
+            / max(delta("zvh_gateway_storage_commit_seconds_count"), 1)
+        ),
     }
 
 
@@ -606,6 +619,10 @@ def print_table(results: list[dict[str, Any]], profiled: bool) -> None:
         )
         print(f"      writes per rt: {h['writes_per_rt']}")
         print(f"      requests per rt: {h['requests_per_rt']}")
+        print(
+            f"      on the database thread: ms per job {h['job_ms']},"
+            f" COMMIT {h['commit_only_ms']:.2f} ms"
+        )
     print(
         "  (CPU % is of one core, over the measured window; this machine has "
         f"{os.cpu_count()} cores shared by the hub and the partner processes; 'other' is\n"

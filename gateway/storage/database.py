@@ -146,6 +146,8 @@ class Database:
         self._observer = observer
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.ledger = LedgerWriter()
@@ -162,17 +164,41 @@ class Database:
         await _on_thread(self._writer, self.ledger.load, self._writer._conn)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await _on_thread(self._reader, _configure_reader, self._reader._conn)
+        self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
         self._task = asyncio.create_task(self._run(), name="db-writer")
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
         if self._task is not None:
             self._queue.put_nowait(_STOP)
             await self._task
             self._task = None
-        for conn in (self._reader, self._writer):
+        for conn in (self._checkpointer, self._reader, self._writer):
             if conn is not None:
                 await conn.close()
-        self._reader = self._writer = None
+        self._checkpointer = self._reader = self._writer = None
+
+    async def _checkpoint_loop(self, interval_s: float = 0.5) -> None:
+        """Copy the WAL into the database file on a thread of its own.
+
+        Left to the writer (SQLite's auto-checkpoint), a checkpoint runs inside a
+        COMMIT and holds every queued request for as long as it takes to write and
+        fsync up to 32 MiB. A PASSIVE checkpoint from another connection never blocks
+        the writer; the auto-checkpoint stays as a safety net that is never reached
+        while this loop keeps up."""
+        assert self._checkpointer is not None
+        conn = self._checkpointer
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await _on_thread(conn, _passive_checkpoint, conn._conn)
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed", extra={"error": type(exc).__name__})
 
     def add_ledger_listener(self, listener: Callable[[list[LedgerRef]], None]) -> None:
         """Called on the event loop with the refs of every committed batch, in order."""
@@ -374,6 +400,10 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA secure_delete=ON")
     # Fold the WAL back every 32 MiB instead of 4 MiB: fewer, larger checkpoints.
     conn.execute("PRAGMA wal_autocheckpoint=8192")
+
+
+def _passive_checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 def _truncate_wal(conn: sqlite3.Connection, attempts: int = 50) -> bool:
