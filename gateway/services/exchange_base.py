@@ -24,7 +24,7 @@ from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.outcome import Denied, Done, deny
 from gateway.services.parties import party
-from gateway.storage import stores
+from gateway.storage import message_store, stores
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import CaseRecord
 
@@ -139,7 +139,8 @@ class ExchangeBase:
         case = stores.get_case(tx, case_ref)
         if case is None:
             raise NotFound("Unknown case.")
-        if existing is not None:
+        # Exchange ids are unique per hub, across dat/wat exchanges and case messages.
+        if existing is not None or message_store.get_message(tx, exchange_id) is not None:
             raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
         view = CaseView(case.case_ref, case.participants)
         if code := case_access(sender, view):

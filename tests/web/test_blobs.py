@@ -5,16 +5,27 @@ every recipient fetched and acknowledged, and the sweep of unreferenced blobs.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from gateway.adapters.client import HubClient
+import aiohttp
+import pytest
+
+from gateway.adapters.client import HubClient, HubError
+from gateway.clock import FrozenClock
+from gateway.crypto.encoding import b64u_encode
 from gateway.crypto.secretstream import ciphertext_size
-from tests.conftest import Network
+from gateway.errors import EnvelopeError
+from gateway.web.hub_app import HubServer, build_hub
+from tests.conftest import MEMBERS, Network, accede_all, free_port, make_hub_dir
 from tests.web.helpers import (
     CASE,
-    Wire,
     open_case,
     query_one,
 )
@@ -34,22 +45,6 @@ def write_file(tmp_path: Path, size: int, name: str = "verslag.pdf") -> tuple[Pa
     path = tmp_path / name
     path.write_bytes(data)
     return path, data
-
-
-def put_headers(
-    wire: Wire, net: Network, org: str, body: bytes, *, digest_of: bytes | None = None
-) -> dict[str, str]:
-    """Correct signature headers for PUT /api/v1/blobs, over the digest of `digest_of`
-    (default: the body itself)."""
-    client = HubClient(net.url, net.keys[org])
-    return client.signed_headers(
-        "PUT",
-        "/api/v1/blobs",
-        "",
-        b"",
-        body_sha256=hashlib.sha256(body if digest_of is None else digest_of).digest(),
-        content_type="application/octet-stream",
-    )
 
 
 async def test_attach_send_fetch_round_trip(network: Network, tmp_path: Path) -> None:
@@ -81,3 +76,247 @@ async def test_attach_send_fetch_round_trip(network: Network, tmp_path: Path) ->
     assert stored_blobs(network) == []
     row = await query_one(network.settings.node.database, "SELECT COUNT(*) FROM blobs")
     assert row == (0,)
+
+
+# -- uploads ---------------------------------------------------------------------------
+
+
+async def raw_put(
+    net: Network, org: str, body: bytes, *, digest_of: bytes | None = None, chunked: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """PUT /api/v1/blobs with correct signature headers over the digest of `digest_of`
+    (default: the body); `chunked` sends it without a Content-Length."""
+    headers = put_headers(net, org, body, digest_of=digest_of)
+    data: bytes | AsyncIterator[bytes] = body
+    if chunked:
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 65536):
+                yield body[i : i + 65536]
+
+        data = pieces()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(net.url + "/api/v1/blobs", data=data, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)
+
+
+def put_headers(
+    net: Network, org: str, body: bytes, *, digest_of: bytes | None = None
+) -> dict[str, str]:
+    client = HubClient(net.url, net.keys[org])
+    return client.signed_headers(
+        "PUT",
+        "/api/v1/blobs",
+        "",
+        b"",
+        body_sha256=hashlib.sha256(body if digest_of is None else digest_of).digest(),
+        content_type="application/octet-stream",
+    )
+
+
+async def test_upload_answers_blob_id_and_size(network: Network) -> None:
+    body = os.urandom(100_000)
+    status, reply = await raw_put(network, "vt-test", body, chunked=True)
+    assert status == 201, reply
+    assert reply == {"blob_id": hashlib.sha256(body).hexdigest(), "size": len(body)}
+    assert (blob_dir(network) / reply["blob_id"]).read_bytes() == body
+
+
+async def test_digest_mismatch_is_401_and_leaves_no_file(network: Network) -> None:
+    body = os.urandom(70_000)
+    status, reply = await raw_put(network, "vt-test", body, digest_of=body[:-1] + b"x")
+    assert status == 401
+    assert reply["code"] == "unauthenticated"
+    assert stored_blobs(network) == []
+    assert list(blob_dir(network).iterdir()) == []  # no temporary file either
+    row = await query_one(network.settings.node.database, "SELECT COUNT(*) FROM blobs")
+    assert row == (0,)
+
+
+async def test_unsigned_upload_is_401(network: Network) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(network.url + "/api/v1/blobs", data=b"x" * 100) as resp,
+    ):
+        assert resp.status == 401
+    assert stored_blobs(network) == []
+
+
+async def test_empty_upload_is_400(network: Network) -> None:
+    status, reply = await raw_put(network, "vt-test", b"")
+    # Without a body the signature covers no digest; a signed digest of b"" is a 400.
+    assert status in (400, 401), reply
+    assert stored_blobs(network) == []
+
+
+@contextlib.asynccontextmanager
+async def small_limit_hub(tmp_path: Path, **messages: Any) -> AsyncIterator[Network]:
+    settings, keys = make_hub_dir(tmp_path, free_port())
+    settings = settings.model_copy(
+        update={"messages": settings.messages.model_copy(update=messages)}
+    )
+    server = HubServer(build_hub(settings))
+    await server.start()
+    net = Network(f"http://127.0.0.1:{settings.http.port}", settings, server.hub, keys)
+    try:
+        await accede_all(net)
+        yield net
+    finally:
+        for c in net.clients:
+            await c.close()
+        await server.stop()
+
+
+async def test_over_the_limit_is_413_by_content_length_and_while_streaming(
+    tmp_path: Path,
+) -> None:
+    async with small_limit_hub(tmp_path, max_blob_bytes=100_000) as net:
+        body = os.urandom(100_001)
+        status, reply = await raw_put(net, "vt-test", body)
+        assert status == 413
+        assert reply["code"] == "payload-too-large"
+        assert "100000" in reply["detail"]
+        # Without a Content-Length the hub counts while streaming and stops at the limit.
+        status, reply = await raw_put(net, "vt-test", body, chunked=True)
+        assert status == 413
+        assert reply["code"] == "payload-too-large"
+        assert list(blob_dir(net).iterdir()) == []
+        # Exactly at the limit is fine.
+        status, _ = await raw_put(net, "vt-test", body[:100_000])
+        assert status == 201
+        # The client library gets a HubError with the problem.
+        big = tmp_path / "groot.bin"
+        big.write_bytes(os.urandom(200_000))
+        with pytest.raises(HubError) as caught:
+            await net.client("politie-test").attach(big)
+        assert caught.value.status == 413
+
+
+# -- downloads -------------------------------------------------------------------------
+
+
+async def signed_get(net: Network, org: str, blob_id: str) -> tuple[int, bytes]:
+    client = net.client(org)
+    path = f"/api/v1/blobs/{blob_id}"
+    headers = client.signed_headers("GET", path, "", b"")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(net.url + path, headers=headers) as resp,
+    ):
+        return resp.status, await resp.read()
+
+
+async def test_unknown_and_unlisted_blobs_are_404(network: Network, tmp_path: Path) -> None:
+    await open_case(network, participants=("politie-test", "vt-test", "ggz-test"))
+    police = network.client("politie-test")
+    path, _ = write_file(tmp_path, 5000)
+    descriptor = await police.attach(path)
+    blob_id = descriptor["blob_id"]
+    # Not referenced yet: not even the uploader or a future recipient may fetch it.
+    for org in ("vt-test", "politie-test"):
+        status, body = await signed_get(network, org, blob_id)
+        assert status == 404
+        assert json.loads(body)["code"] == "not-found"
+    await police.send_message(CASE, ["vt-test"], {"text": "x"}, attachments=[descriptor])
+    status, body = await signed_get(network, "vt-test", blob_id)
+    assert status == 200
+    assert hashlib.sha256(body).hexdigest() == blob_id
+    # A participant that was not a recipient gets exactly what an unknown id gets.
+    unlisted = await signed_get(network, "ggz-test", blob_id)
+    unknown = await signed_get(network, "ggz-test", "0" * 64)
+    assert unlisted[0] == unknown[0] == 404
+    assert json.loads(unlisted[1])["detail"] == json.loads(unknown[1])["detail"]
+    assert (await signed_get(network, "ggz-test", "not-hex"))[0] == 404
+
+
+async def test_someone_elses_blob_cannot_be_referenced(network: Network, tmp_path: Path) -> None:
+    await open_case(network, participants=("politie-test", "vt-test", "ggz-test"))
+    path, _ = write_file(tmp_path, 3000)
+    descriptor = await network.client("politie-test").attach(path)
+    # vt-test names politie-test's blob to make it fetchable for ggz-test: refused.
+    vt = network.client("vt-test")
+    with pytest.raises(HubError) as caught:
+        await vt.send_message(CASE, ["ggz-test"], {"text": "x"}, attachments=[descriptor])
+    assert caught.value.status == 400
+    assert caught.value.problem["errors"][0]["loc"] == ["blobs", 0]
+    assert (await signed_get(network, "ggz-test", descriptor["blob_id"]))[0] == 404
+
+
+async def test_tampered_descriptor_or_blob_fails_and_leaves_no_file(
+    network: Network, tmp_path: Path
+) -> None:
+    await open_case(network)
+    police, vt = network.client("politie-test"), network.client("vt-test")
+    path, _ = write_file(tmp_path, 150_000)
+    descriptor = await police.attach(path)
+    await police.send_message(CASE, ["vt-test"], {"text": "x"}, attachments=[descriptor])
+    (msg,) = await vt.fetch()
+    dest = tmp_path / "uit.bin"
+    wrong_hash = {**descriptor, "sha256_plain": "00" * 32}
+    with pytest.raises(EnvelopeError):
+        await vt.fetch_attachment(wrong_hash, dest)
+    other_key = {**descriptor, "key": b64u_encode(bytes(32))}
+    with pytest.raises(EnvelopeError):
+        await vt.fetch_attachment(other_key, dest)
+    assert not dest.exists()
+    assert list(tmp_path.glob("*.part")) == []  # noqa: ASYNC240 (a test's own folder)
+    # The hub's copy cut short: the FINAL chunk is missing.
+    stored = blob_dir(network) / descriptor["blob_id"]
+    stored.write_bytes(stored.read_bytes()[:-100])
+    with pytest.raises(EnvelopeError):
+        await vt.fetch_attachment(descriptor, dest)
+    assert not dest.exists()
+    assert msg.body is not None
+
+
+async def test_blob_deleted_only_after_every_recipient_fetched_and_acked(
+    network: Network, tmp_path: Path
+) -> None:
+    await open_case(network, participants=("politie-test", "vt-test", "ggz-test"))
+    police = network.client("politie-test")
+    path, data = write_file(tmp_path, 10_000)
+    descriptor = await police.attach(path)
+    await police.send_message(
+        CASE, ["vt-test", "ggz-test"], {"text": "x"}, attachments=[descriptor]
+    )
+    for org in ("vt-test", "ggz-test"):
+        client = network.client(org)
+        (msg,) = await client.fetch()
+        dest = tmp_path / f"{org}.bin"
+        await client.fetch_attachment(descriptor, dest)
+        assert dest.read_bytes() == data
+        assert stored_blobs(network) == [descriptor["blob_id"]]
+        await client.ack([msg.message_id])
+    assert stored_blobs(network) == []
+
+
+async def test_sweep_drops_unreferenced_and_expired_blobs(tmp_path: Path) -> None:
+    settings, keys = make_hub_dir(tmp_path, free_port())
+    clock = FrozenClock(int(time.time() * 1000))  # after the protocol was published
+    server = HubServer(build_hub(settings, clock=clock))
+    await server.start()
+    net = Network(f"http://127.0.0.1:{settings.http.port}", settings, server.hub, keys)
+    try:
+        for org in MEMBERS:
+            await net.client(org, clock=clock).accede()
+        await open_case(net)
+        police = net.client("politie-test", clock=clock)
+        loose, kept = write_file(tmp_path, 1000, "a.bin")[0], write_file(tmp_path, 1000, "b.bin")[0]
+        unreferenced = await police.attach(loose)
+        referenced = await police.attach(kept)
+        await police.send_message(CASE, ["vt-test"], {"text": "x"}, attachments=[referenced])
+        clock.advance(settings.messages.blob_unreferenced_s + 1)
+        assert await server.hub.blobs.sweep() == [unreferenced["blob_id"]]
+        assert stored_blobs(net) == [referenced["blob_id"]]
+        clock.advance(settings.messages.blob_days * 86_400)
+        assert await server.hub.blobs.sweep() == [referenced["blob_id"]]
+        assert stored_blobs(net) == []
+        metrics = server.hub.metrics.render().decode()
+        assert "zvh_gateway_blobs_stored 0.0" in metrics
+        assert "zvh_gateway_blob_stored_bytes 0.0" in metrics
+    finally:
+        for c in net.clients:
+            await c.close()
+        await server.stop()
