@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ from gateway.clock import FrozenClock
 from gateway.crypto.encoding import b64u_encode
 from gateway.crypto.secretstream import ciphertext_size
 from gateway.errors import EnvelopeError
-from gateway.web.hub_app import HubServer, build_hub
+from gateway.web.hub_app import HubServer, build_hub, purge_now
 from tests.conftest import MEMBERS, Network, accede_all, free_port, make_hub_dir
 from tests.web.helpers import (
     CASE,
+    Wire,
     open_case,
     query_one,
 )
@@ -316,6 +318,75 @@ async def test_sweep_drops_unreferenced_and_expired_blobs(tmp_path: Path) -> Non
         metrics = server.hub.metrics.render().decode()
         assert "zvh_gateway_blobs_stored 0.0" in metrics
         assert "zvh_gateway_blob_stored_bytes 0.0" in metrics
+    finally:
+        for c in net.clients:
+            await c.close()
+        await server.stop()
+
+
+async def test_a_replayed_upload_is_refused(network: Network) -> None:
+    body = os.urandom(5000)
+    headers = put_headers(network, "vt-test", body)
+    async with aiohttp.ClientSession() as session:
+        for expected in (201, 401):
+            async with session.put(
+                network.url + "/api/v1/blobs", data=body, headers=headers
+            ) as resp:
+                assert resp.status == expected
+                reply = await resp.json(content_type=None)
+    assert reply["code"] == "replayed-request"
+
+
+async def test_an_attachment_the_hub_did_not_list_is_refused_by_the_recipient(
+    network: Network, wire: Wire, tmp_path: Path
+) -> None:
+    """A sender (or a hub) that leaves a blob out of `blobs` cannot make the recipient
+    act on an attachment it may not fetch: the client marks the message invalid."""
+    await open_case(network)
+    police = network.client("politie-test")
+    path, _ = write_file(tmp_path, 2000)
+    descriptor = await police.attach(path)
+    xid = str(uuid.uuid4())
+    env = await police.seal_to(
+        "vt-test",
+        kind="message",
+        exchange_id=xid,
+        case_ref=CASE,
+        subject_ref="",
+        body={"text": "x", "attachments": [descriptor]},
+    )
+    body = {"case_ref": CASE, "subject_ref": "", "envelopes": [env], "blobs": []}
+    reply = await wire.signed(network.keys["politie-test"], "POST", "/api/v1/messages", body)
+    assert reply.status == 202, reply.text
+    (msg,) = await network.client("vt-test").fetch()
+    assert msg.error == "invalid-envelope"
+    assert msg.body is None
+
+
+async def test_retention_deletes_the_blobs_of_a_purged_case(tmp_path: Path) -> None:
+    settings, keys = make_hub_dir(tmp_path, free_port())
+    clock = FrozenClock(int(time.time() * 1000))
+    server = HubServer(build_hub(settings, clock=clock))
+    await server.start()
+    net = Network(f"http://127.0.0.1:{settings.http.port}", settings, server.hub, keys)
+    try:
+        for org in MEMBERS:
+            await net.client(org, clock=clock).accede()
+        zvh = net.client("zvh-test", clock=clock)
+        await open_case(net)
+        police = net.client("politie-test", clock=clock)
+        path, _ = write_file(tmp_path, 3000)
+        descriptor = await police.attach(path)
+        await police.send_message(CASE, ["vt-test"], {"text": "x"}, attachments=[descriptor])
+        await zvh.close_case(CASE)
+        assert stored_blobs(net) == [descriptor["blob_id"]]
+        clock.advance(settings.retention.case_data_days * 86_400 + 1)
+        done = await purge_now(server.hub)
+        assert done.cases == (CASE,)
+        assert done.blobs == (descriptor["blob_id"],)
+        assert stored_blobs(net) == []
+        row = await query_one(settings.node.database, "SELECT COUNT(*) FROM messages")
+        assert row == (0,)
     finally:
         for c in net.clients:
             await c.close()
