@@ -5,7 +5,6 @@ every recipient fetched and acknowledged, and the sweep of unreferenced blobs.""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +23,8 @@ from gateway.crypto.encoding import b64u_encode
 from gateway.crypto.secretstream import ciphertext_size
 from gateway.errors import EnvelopeError
 from gateway.web.hub_app import HubServer, build_hub, purge_now
-from tests.conftest import MEMBERS, Network, accede_all, free_port, make_hub_dir
+from tests.conftest import MEMBERS, Network, free_port, make_hub_dir
+from tests.web.conftest import run_hub
 from tests.web.helpers import (
     CASE,
     Wire,
@@ -153,28 +153,11 @@ async def test_empty_upload_is_400(network: Network) -> None:
     assert stored_blobs(network) == []
 
 
-@contextlib.asynccontextmanager
-async def small_limit_hub(tmp_path: Path, **messages: Any) -> AsyncIterator[Network]:
-    settings, keys = make_hub_dir(tmp_path, free_port())
-    settings = settings.model_copy(
-        update={"messages": settings.messages.model_copy(update=messages)}
-    )
-    server = HubServer(build_hub(settings))
-    await server.start()
-    net = Network(f"http://127.0.0.1:{settings.http.port}", settings, server.hub, keys)
-    try:
-        await accede_all(net)
-        yield net
-    finally:
-        for c in net.clients:
-            await c.close()
-        await server.stop()
-
-
 async def test_over_the_limit_is_413_by_content_length_and_while_streaming(
     tmp_path: Path,
 ) -> None:
-    async with small_limit_hub(tmp_path, max_blob_bytes=100_000) as net:
+    async with run_hub(tmp_path, messages={"max_blob_bytes": 100_000}) as running:
+        net = running.net
         body = os.urandom(100_001)
         status, reply = await raw_put(net, "vt-test", body)
         assert status == 413

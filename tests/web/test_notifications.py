@@ -5,9 +5,11 @@ names or pids, from the hub itself, queued with the step that caused them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from gateway.adapters.client import Received
 from tests.conftest import Network, synthetic_pid
+from tests.web.conftest import run_hub
 from tests.web.helpers import CASE, THEME, open_case, query_one
 
 DAY_MS = 86_400_000
@@ -104,3 +106,29 @@ async def test_a_declaration_about_to_expire_is_announced_once(network: Network)
         valid_until_ms=now + 60 * DAY_MS,
     )
     assert await hub.notifier.declarations_expiring(hub.db, now_ms=now, window_days=7) == 0
+
+
+async def test_the_hub_sends_declaration_notices_on_its_own(tmp_path: Path) -> None:
+    """The periodic task (every `messages.sweep_interval_s`) finds the declaration."""
+    async with run_hub(tmp_path, messages={"sweep_interval_s": 0.2}) as running:
+        net = running.net
+        await net.client("zvh-test").register_case(
+            CASE, THEME, [("S1", synthetic_pid())], ["woon-test"]
+        )
+        woon = net.client("woon-test")
+        now = net.hub.clock.now_ms()
+        await woon.declare(
+            CASE,
+            signer_name="J. Jansen",
+            signer_role="wijkbeheerder",
+            valid_from_ms=now - 1000,
+            valid_until_ms=now + DAY_MS,
+        )
+        got: list[Received] = []
+        for _ in range(10):
+            got += [m for m in await woon.fetch(wait=1) if m.kind == "notification"]
+            if got:
+                break
+        (msg,) = got
+        assert msg.notification is not None
+        assert msg.notification["event"] == "declaration-expiring"
