@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,18 @@ class ExchangeBase:
             raise bad([*loc, "recipient"], "unknown organisation")
         if rec.encryption_kid != env.recipient_kid:
             raise bad([*loc, "recipient_kid"], "is not the recipient's current encryption key")
+
+    def _check_blobs(self, tx: Tx, auth: RequestAuth, blobs: Sequence[str]) -> None:
+        """Only the uploader may name a blob: naming another organisation's blob id
+        must never make it fetchable by someone else."""
+        if len(set(blobs)) != len(blobs):
+            raise bad(["blobs"], "a blob is named twice")
+        if not blobs:
+            return
+        owned = message_store.owned_blobs(tx, auth.org, list(blobs))
+        for i, blob_id in enumerate(blobs):
+            if blob_id not in owned:
+                raise bad(["blobs", i], "unknown blob (upload it first)")
 
     def _recipient(self, tx: Tx, org: str, view: CaseView, now: int) -> DenyCode | None:
         rec = self._directory.get(org)

@@ -28,6 +28,7 @@ from tests.web.conftest import run_hub
 from tests.web.helpers import (
     CASE,
     Wire,
+    assert_durable,
     open_case,
     query_one,
 )
@@ -374,3 +375,42 @@ async def test_retention_deletes_the_blobs_of_a_purged_case(tmp_path: Path) -> N
         for c in net.clients:
             await c.close()
         await server.stop()
+
+
+async def test_an_answer_may_carry_attachments(network: Network, tmp_path: Path) -> None:
+    await open_case(network)
+    zvh, police = network.client("zvh-test"), network.client("politie-test")
+    await zvh.dat_request(CASE, "S1", ["politie-test"], {"q": "bekend?"})
+    (request,) = await police.fetch()
+    path, data = write_file(tmp_path, 70_000, "proces-verbaal.pdf")
+    descriptor = await police.attach(path)
+    answered = await police.answer(request, "known", {"contact": "x"}, attachments=[descriptor])
+    leaf = await assert_durable(network.settings.node.database, answered["ledger"][0])
+    assert leaf.body is not None
+    assert leaf.body["blobs"] == [descriptor["blob_id"]]
+    answer = next(m for m in await zvh.fetch() if m.kind == "dat-answer")
+    assert answer.error is None
+    assert answer.body is not None
+    (got,) = answer.body["attachments"]
+    await zvh.fetch_attachment(got, tmp_path / "pv.pdf")
+    assert (tmp_path / "pv.pdf").read_bytes() == data
+    # Only the requester may fetch it.
+    assert (await signed_get(network, "vt-test", descriptor["blob_id"]))[0] == 404
+
+
+async def test_an_answer_without_envelope_cannot_name_blobs(
+    network: Network, wire: Wire, tmp_path: Path
+) -> None:
+    await open_case(network)
+    await network.client("zvh-test").dat_request(CASE, "S1", ["politie-test"], {"q": "?"})
+    police = network.client("politie-test")
+    (request,) = await police.fetch()
+    descriptor = await police.attach(write_file(tmp_path, 100)[0])
+    reply = await wire.signed(
+        network.keys["politie-test"],
+        "POST",
+        f"/api/v1/exchanges/{request.exchange_id}/answers",
+        {"decision": "not-known", "blobs": [descriptor["blob_id"]]},
+    )
+    assert reply.status == 400, reply.text
+    assert json.loads(reply.text)["errors"][0]["loc"] == ["blobs"]
