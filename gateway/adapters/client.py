@@ -248,12 +248,18 @@ class HubClient:
         body: Mapping[str, Any] | None = None,
         *,
         reason_code: str | None = None,
+        attachments: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
+        """Answer a dat- or wat-request; `attachments` (descriptors from `attach`) go in
+        the sealed body, so they need one."""
         if request.exchange_id is None:
             raise ValueError("only exchange requests can be answered")
         payload: dict[str, Any] = {"decision": decision}
         if reason_code is not None:
             payload["reason_code"] = reason_code
+        if attachments:
+            body = _attachments.with_attachments(body or {}, attachments)
+            payload["blobs"] = [str(a["blob_id"]) for a in attachments]
         if body is not None:
             kind = "dat-answer" if request.kind == "dat-request" else "wat-answer"
             payload["envelope"] = await self.seal_to(
@@ -543,7 +549,7 @@ class HubClient:
             if any(envelope.get(k) != v for k, v in labels.items()):
                 raise EnvelopeError("the inbox labels do not match the envelope")
             body = open_envelope(envelope, recipient=self.keys, sender_signing_key=peer.signing_key)
-            if message["kind"] in ("message", "referral"):
+            if message["kind"] in _attachments.CARRIERS:
                 _attachments.check_attachments(body, message.get("blobs"))
         notification = message.get("notification")
         if message["kind"] == "notification" and not isinstance(notification, dict):
