@@ -154,13 +154,23 @@ def internals(
     writes: dict[str, float] = {}
     requests: dict[str, float] = {}
     job_ms: dict[str, float] = {}
+    hub_ms: dict[str, float] = {}  # mean time inside the hub, by step
     for key in after:
-        if key.startswith("zvh_gateway_storage_job_run_seconds_count{"):
-            name = label(key, "name")
+        if key.startswith(
+            (
+                "zvh_gateway_http_request_duration_seconds_count{",
+                "zvh_gateway_storage_transaction_duration_seconds_count{",
+            )
+        ):
+            step = label(key, "route") or f"queue+commit {label(key, 'name')}"
             count = delta(key)
-            if name and count:
-                total = delta(key.replace("_count{", "_sum{"))
-                job_ms[name] = total * 1000 / count
+            if count and ("dat" in step or "answer" in step):
+                hub_ms[step] = delta(key.replace("_count{", "_sum{")) * 1000 / count
+        if key.startswith("zvh_gateway_storage_job_run_seconds_count{"):
+            job = label(key, "name")
+            count = delta(key)
+            if job and count:
+                job_ms[job] = delta(key.replace("_count{", "_sum{")) * 1000 / count
         if key.startswith("zvh_gateway_storage_transaction_duration_seconds_count{"):
             name = label(key, "name")
             if name and name not in ("inbox_fetch", "inbox_backlog"):
@@ -176,6 +186,7 @@ def internals(
         "writes_per_rt": {k: round(v, 2) for k, v in sorted(writes.items()) if v >= 0.005},
         "requests_per_rt": {k: round(v, 2) for k, v in sorted(requests.items()) if v >= 0.005},
         "job_ms": {k: round(v, 3) for k, v in sorted(job_ms.items())},
+        "hub_ms": {k: round(v, 1) for k, v in sorted(hub_ms.items())},
         "commit_only_ms": (
             delta("zvh_gateway_storage_commit_seconds_sum")
             * 1000
@@ -623,6 +634,7 @@ def print_table(results: list[dict[str, Any]], profiled: bool) -> None:
             f"      on the database thread: ms per job {h['job_ms']},"
             f" COMMIT {h['commit_only_ms']:.2f} ms"
         )
+        print(f"      mean ms inside the hub: {h['hub_ms']}")
     print(
         "  (CPU % is of one core, over the measured window; this machine has "
         f"{os.cpu_count()} cores shared by the hub and the partner processes; 'other' is\n"

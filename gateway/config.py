@@ -308,4 +308,11 @@ entry_days = 730                   # ledger bodies and salts of the case's entri
 # entry_days_by_type = {{ "dat-request" = 365 }}
 case_data_days = 30                # pids, exchange records, inbox leftovers
 purge_interval_s = 3600
+
+[messages]                         # case messages, referrals, attachments, notifications
+max_blob_bytes = 52428800          # largest attachment (ciphertext); more is 413
+blob_unreferenced_s = 3600         # an upload no message names is deleted after this
+blob_days = 30                     # every attachment is gone this long after upload
+sweep_interval_s = 300
+declaration_notice_days = 7        # incidental partners are told before a declaration ends
 """

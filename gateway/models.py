@@ -148,6 +148,8 @@ class Answer(WireModel):
     decision: Decision
     reason_code: ReasonCode | None = None
     envelope: Envelope | None = None
+    # Extension: attachments the sealed answer describes (PROTOCOL §4.1).
+    blobs: BlobList = []
 
 
 class AnswerItem(Answer):

@@ -18,6 +18,10 @@ async def test_dat_round_trip(network: Network) -> None:
     assert msg.body == {"bsn": BSN, "name": NAME}
     await police.answer(msg, "known", {"contact": "team Noord"})
     await police.ack([msg.message_id])
-    [answer] = await zvh.fetch(wait=2)
+    answer, match = await zvh.fetch(wait=2)
     assert answer.decision == "known"
     assert answer.body == {"contact": "team Noord"}
+    # ... and, because it is a `known`, a dat-match notification from the hub.
+    assert match.kind == "notification"
+    assert match.notification is not None
+    assert match.notification["event"] == "dat-match"

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from gateway.adapters.client import HubClient
 
 BLOBS_PATH = "/api/v1/blobs"
+# The kinds whose sealed body may describe attachments the recipient can fetch.
+CARRIERS = frozenset({"message", "referral", "dat-answer", "wat-answer"})
 DESCRIPTOR_FIELDS = ("blob_id", "size", "key", "header", "filename", "media_type", "sha256_plain")
 
 
@@ -161,7 +163,7 @@ async def fetch_attachment(client: HubClient, descriptor: Mapping[str, Any], des
     return dest
 
 
-def _with_attachments(
+def with_attachments(
     body: Mapping[str, Any], attachments: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     if "attachments" in body:
@@ -184,7 +186,7 @@ async def send_message(
     exchange_id: str | None = None,
 ) -> dict[str, Any]:
     xid = exchange_id or str(uuid.uuid4())
-    sealed_body = _with_attachments(body, attachments)
+    sealed_body = with_attachments(body, attachments)
     envelopes = [
         await client.seal_to(
             org,
@@ -235,7 +237,7 @@ async def send_referral(
         exchange_id=xid,
         case_ref="",
         subject_ref="",
-        body=_with_attachments(body, attachments),
+        body=with_attachments(body, attachments),
     )
     return await client.call(
         "POST",

@@ -248,12 +248,26 @@ class HubClient:
         body: Mapping[str, Any] | None = None,
         *,
         reason_code: str | None = None,
+        attachments: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
+        """Answer a dat- or wat-request; `attachments` (descriptors from `attach`) go in
+        the sealed body, so they need one."""
+        reply = Reply(request, decision, body, reason_code, tuple(attachments))
+        payload = await self._answer_payload(reply)
+        return await self.call(
+            "POST", f"/api/v1/exchanges/{request.exchange_id}/answers", body=payload
+        )
+
+    async def _answer_payload(self, reply: Reply) -> dict[str, Any]:
+        request, body = reply.request, reply.body
         if request.exchange_id is None:
             raise ValueError("only exchange requests can be answered")
-        payload: dict[str, Any] = {"decision": decision}
-        if reason_code is not None:
-            payload["reason_code"] = reason_code
+        payload: dict[str, Any] = {"decision": reply.decision}
+        if reply.reason_code is not None:
+            payload["reason_code"] = reply.reason_code
+        if reply.attachments:
+            body = _attachments.with_attachments(body or {}, reply.attachments)
+            payload["blobs"] = [str(a["blob_id"]) for a in reply.attachments]
         if body is not None:
             kind = "dat-answer" if request.kind == "dat-request" else "wat-answer"
             payload["envelope"] = await self.seal_to(
@@ -264,34 +278,16 @@ class HubClient:
                 subject_ref=request.subject_ref,
                 body=body,
             )
-        return await self.call(
-            "POST", f"/api/v1/exchanges/{request.exchange_id}/answers", body=payload
-        )
+        return payload
 
     async def answer_many(self, replies: Sequence[Reply]) -> list[dict[str, Any]]:
         """Answer up to 100 requests in one signed request (`POST /api/v1/answers`, an
         extension). Returns a result per reply, in order: `{exchange_id, status: 202,
         ledger}` or `{exchange_id, status, problem}`; one refused answer does not
         undo the others."""
-        items: list[dict[str, Any]] = []
-        for reply in replies:
-            request = reply.request
-            if request.exchange_id is None:
-                raise ValueError("only exchange requests can be answered")
-            item: dict[str, Any] = {"exchange_id": request.exchange_id, "decision": reply.decision}
-            if reply.reason_code is not None:
-                item["reason_code"] = reply.reason_code
-            if reply.body is not None:
-                kind = "dat-answer" if request.kind == "dat-request" else "wat-answer"
-                item["envelope"] = await self.seal_to(
-                    request.sender,
-                    kind=kind,
-                    exchange_id=request.exchange_id,
-                    case_ref=request.case_ref,
-                    subject_ref=request.subject_ref,
-                    body=reply.body,
-                )
-            items.append(item)
+        items = [
+            {"exchange_id": r.request.exchange_id, **await self._answer_payload(r)} for r in replies
+        ]
         data = await self.call("POST", "/api/v1/answers", body={"answers": items})
         return list(data["results"])
 
@@ -543,7 +539,7 @@ class HubClient:
             if any(envelope.get(k) != v for k, v in labels.items()):
                 raise EnvelopeError("the inbox labels do not match the envelope")
             body = open_envelope(envelope, recipient=self.keys, sender_signing_key=peer.signing_key)
-            if message["kind"] in ("message", "referral"):
+            if message["kind"] in _attachments.CARRIERS:
                 _attachments.check_attachments(body, message.get("blobs"))
         notification = message.get("notification")
         if message["kind"] == "notification" and not isinstance(notification, dict):

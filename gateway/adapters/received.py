@@ -6,7 +6,7 @@ Plain records, kept apart from `HubClient` so that the modules built on the clie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,3 +62,4 @@ class Reply:
     decision: str
     body: Mapping[str, Any] | None = None
     reason_code: str | None = None
+    attachments: Sequence[Mapping[str, Any]] = ()

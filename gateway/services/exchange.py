@@ -49,7 +49,7 @@ from gateway.services.exchange_base import (
 )
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
 from gateway.services.parties import party
-from gateway.storage import policy_store, stores
+from gateway.storage import message_store, policy_store, stores
 from gateway.storage.database import Tx
 from gateway.storage.ledger_store import LedgerRef
 from gateway.storage.records import ExchangeRecord, RecipientRecord
@@ -508,6 +508,9 @@ class ExchangeService(ExchangeBase):
                 if ans.envelope.recipient != exchange.requester:
                     raise _bad(["envelope", "recipient"], "answers go to the requester")
                 self._check_recipient_key(ans.envelope, ["envelope"])
+            elif ans.blobs:
+                raise _bad(["blobs"], "attachments travel in a sealed answer")
+            self._check_blobs(tx, auth, ans.blobs)
             # The requester must still be allowed to receive (membership, declaration).
             if code := self._recipient(tx, exchange.requester, view, now):
                 return Denied(
@@ -539,6 +542,7 @@ class ExchangeService(ExchangeBase):
                     "decision": ans.decision.value,
                     "reason_code": ans.reason_code,
                     "payload_sha256": None if digest is None else digest.hex(),
+                    **({"blobs": sorted(ans.blobs)} if ans.blobs else {}),
                 },
                 (auth.org, exchange.requester),
             )
@@ -554,6 +558,10 @@ class ExchangeService(ExchangeBase):
             )
             if exchange.kind == "wat":
                 policy_store.wat_decided(tx, exchange_id, now)
+            if ans.blobs:
+                message_store.reference_blobs(
+                    tx, blob_ids=ans.blobs, exchange_id=exchange_id, orgs=[exchange.requester]
+                )
             self._deliver(
                 tx,
                 org=exchange.requester,
@@ -566,6 +574,7 @@ class ExchangeService(ExchangeBase):
                 now=now,
                 decision=ans.decision.value,
                 reason_code=ans.reason_code,
+                extra={"blobs": list(ans.blobs)} if ans.blobs else None,
             )
             if ans.decision == Decision.KNOWN:
                 self._notify_match(tx, exchange, holder=auth.org, now=now)

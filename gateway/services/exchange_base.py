@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from gateway.services.directory import Directory
 from gateway.services.notifications import Notifier
 from gateway.services.outcome import Denied, Done, deny
 from gateway.services.parties import party
-from gateway.storage import stores
+from gateway.storage import message_store, stores
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import CaseRecord, ExchangeRecord
 
@@ -105,6 +105,18 @@ class ExchangeBase:
         if rec.encryption_kid != env.recipient_kid:
             raise bad([*loc, "recipient_kid"], "is not the recipient's current encryption key")
 
+    def _check_blobs(self, tx: Tx, auth: RequestAuth, blobs: Sequence[str]) -> None:
+        """Only the uploader may name a blob: naming another organisation's blob id
+        must never make it fetchable by someone else."""
+        if len(set(blobs)) != len(blobs):
+            raise bad(["blobs"], "a blob is named twice")
+        if not blobs:
+            return
+        owned = message_store.owned_blobs(tx, auth.org, list(blobs))
+        for i, blob_id in enumerate(blobs):
+            if blob_id not in owned:
+                raise bad(["blobs", i], "unknown blob (upload it first)")
+
     def _recipient(self, tx: Tx, org: str, view: CaseView, now: int) -> DenyCode | None:
         rec = self._directory.get(org)
         if rec is None:
@@ -143,7 +155,8 @@ class ExchangeBase:
         case = stores.get_case(tx, case_ref)
         if case is None:
             raise NotFound("Unknown case.")
-        if existing is not None:
+        # Exchange ids are unique per hub, across dat/wat exchanges and case messages.
+        if existing is not None or message_store.get_message(tx, exchange_id) is not None:
             raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
         view = CaseView(case.case_ref, case.participants)
         if code := case_access(sender, view):

@@ -44,18 +44,6 @@ class MessageService(ExchangeBase):
             return Done(202, json.loads(existing.response))
         return None
 
-    def _check_blobs(self, tx: Tx, auth: RequestAuth, blobs: Sequence[str]) -> None:
-        """Only the uploader may name a blob: naming another organisation's blob id
-        must never make it fetchable by someone else."""
-        if len(set(blobs)) != len(blobs):
-            raise bad(["blobs"], "a blob is named twice")
-        if not blobs:
-            return
-        owned = message_store.owned_blobs(tx, auth.org, list(blobs))
-        for i, blob_id in enumerate(blobs):
-            if blob_id not in owned:
-                raise bad(["blobs", i], "unknown blob (upload it first)")
-
     def _record(
         self,
         tx: Tx,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.errors import NotFound
 from gateway.models import MessageIn, ReferralIn
 from gateway.web.hub_routes import done, parse
 from gateway.web.state import HUB, auth_of
@@ -46,7 +47,10 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     auth = auth_of(request)
     blob_id = request.match_info["blob_id"]
     path, _ = await hub.blobs.locate(auth, blob_id)
-    file = await asyncio.to_thread(path.open, "rb")
+    try:
+        file = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError as exc:  # deleted a moment ago (its last recipient acked)
+        raise NotFound("Unknown blob.") from exc
     sent = hub.metrics.blob_transfer.labels("download")
     try:
         response = web.StreamResponse(

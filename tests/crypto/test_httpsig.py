@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from gateway.crypto.encoding import b64_decode, b64_encode, b64u_decode, b64u_encode
+from gateway.crypto.encoding import b64_decode, b64_encode, b64u_decode, b64u_encode, sha256
 from gateway.crypto.httpsig import (
     COVERED_NO_BODY,
     COVERED_WITH_BODY,
@@ -15,6 +15,7 @@ from gateway.crypto.httpsig import (
     _sign_base,
     _verify_base,
     content_digest,
+    digest_matches,
     normalise_authority,
     sign_request,
     signature_base,
@@ -684,3 +685,67 @@ def test_sf_string_escapes_round_trip() -> None:
     (member,) = _parse_dictionary("l=" + params, inner_lists=True)
     assert not isinstance(member.value, bytes)
     assert member.value.params == (("keyid", 'x"y\\z'),)
+
+
+# -- streamed bodies (attachment blobs, PROTOCOL §4.1) -----------------------------------
+
+
+def test_signing_a_digest_is_signing_the_bytes() -> None:
+    common: dict[str, Any] = {
+        "keys": KEYS,
+        "method": "PUT",
+        "authority": AUTHORITY,
+        "path": "/api/v1/blobs",
+        "query": "",
+        "content_type": "application/octet-stream",
+        "created": NOW,
+        "nonce": b64u_decode(NONCE),
+    }
+    over_bytes = sign_request(body=BODY, **common)
+    over_digest = sign_request(body=b"", body_sha256=sha256(BODY), **common)
+    assert over_bytes == over_digest
+    with pytest.raises(ValueError, match="not both"):
+        sign_request(body=BODY, body_sha256=sha256(BODY), **common)
+
+
+def test_streamed_request_verifies_headers_and_returns_the_claimed_digest() -> None:
+    verified = verify_request(**_request(body=b"", streamed=True))
+    assert verified.body_sha256 == sha256(BODY)
+    assert digest_matches(verified.body_sha256, sha256(BODY))
+    assert not digest_matches(verified.body_sha256, sha256(BODY + b" "))
+    # Not streamed: the body is checked here, and no digest is handed back.
+    assert verify_request(**_request()).body_sha256 is None
+
+
+def test_streamed_request_needs_digest_and_type_and_no_body() -> None:
+    assert _rejects(_request(body=b"", streamed=True, content_digest=None)) == (
+        "content-digest missing"
+    )
+    assert _rejects(_request(body=b"", streamed=True, content_type=None)) == (
+        "content-type missing"
+    )
+    short = f"sha-256=:{b64_encode(b'x' * 31)}:"
+    assert "sha-256" in _rejects(_request(body=b"", streamed=True, content_digest=short))
+    with pytest.raises(ValueError, match="streamed"):
+        verify_request(**_request(streamed=True))
+
+
+def test_a_request_signed_without_a_body_cannot_be_streamed() -> None:
+    headers = sign_request(
+        keys=KEYS,
+        method="PUT",
+        authority=AUTHORITY,
+        path=PATH,
+        query=QUERY,
+        body=b"",
+        content_type=None,
+        created=NOW,
+    )
+    request = _request(
+        body=b"",
+        streamed=True,
+        signature_input=headers["Signature-Input"],
+        signature=headers["Signature"],
+        method="PUT",
+    )
+    assert _rejects(request) == "covered components differ"

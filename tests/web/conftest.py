@@ -36,16 +36,23 @@ class RunningHub:
 
 @contextlib.asynccontextmanager
 async def run_hub(
-    tmp_path: Path, *, http: dict[str, Any] | None = None, **hub_updates: Any
+    tmp_path: Path,
+    *,
+    http: dict[str, Any] | None = None,
+    messages: dict[str, Any] | None = None,
+    **hub_updates: Any,
 ) -> AsyncIterator[RunningHub]:
-    """A hub like the shared `network` one, with `http` and `hub` settings changed."""
+    """A hub like the shared `network` one, with `http`, `messages` and `hub` settings
+    changed."""
     settings, keys = make_hub_dir(tmp_path, free_port())
     # model_copy does not validate: a misspelt name would silently change nothing.
     assert set(http or {}) <= set(type(settings.http).model_fields)
+    assert set(messages or {}) <= set(type(settings.messages).model_fields)
     assert set(hub_updates) <= set(type(settings.hub).model_fields)
     settings = settings.model_copy(
         update={
             "http": settings.http.model_copy(update=http or {}),
+            "messages": settings.messages.model_copy(update=messages or {}),
             "hub": settings.hub.model_copy(update=hub_updates),
         }
     )
