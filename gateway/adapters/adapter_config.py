@@ -67,6 +67,9 @@ class LocalSection(_Section):
 class WebhookSection(_Section):
     url: HttpUrl
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Optional: sent as `Authorization: Bearer <token>`, so that the partner system can
+    # tell its adapter from anyone else on its network (created 0600 when missing).
+    token_file: Path | None = None
 
 
 class FiledropSection(_Section):
@@ -125,6 +128,7 @@ _PATHS = {
     "adapter": ("key_file", "data_dir"),
     "local": ("token_file", "attachment_dir"),
     "filedrop": ("dir",),
+    "webhook": ("token_file",),
 }
 
 
@@ -156,7 +160,7 @@ def load_adapter_settings(path: str | Path) -> AdapterSettings:
         raise ConfigError(f"{file}: {problems}") from exc
 
 
-def ensure_token(path: Path) -> str:
+def ensure_token(path: Path, key: str = "local.token_file") -> str:
     """The local API's bearer token: created (random, mode 0600) when the file is
     missing; refused when group or others may read or write it, or when it is empty."""
     if not path.exists():
@@ -172,12 +176,11 @@ def ensure_token(path: Path) -> str:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(
-            f"local.token_file: {path} can be read by group or others (mode {mode:04o}); "
-            "chmod 600 it"
+            f"{key}: {path} can be read by group or others (mode {mode:04o}); chmod 600 it"
         )
     token = path.read_text(encoding="utf-8").strip()
     if len(token) < 16:
-        raise ConfigError(f"local.token_file: {path} holds no token of at least 16 characters")
+        raise ConfigError(f"{key}: {path} holds no token of at least 16 characters")
     return token
 
 
@@ -198,6 +201,7 @@ def render_adapter_config(
     webhook = (
         f'[webhook]\nurl = "{webhook_url}"            # the partner system; see docs/adapter.md\n'
         "timeout_s = 10.0\n"
+        '# token_file = "webhook.token"     # sent as Authorization: Bearer (0600)\n'
         if webhook_url
         else '# [webhook]\n# url = "http://127.0.0.1:9000/zvh"  # the partner system\n'
     )

@@ -79,10 +79,17 @@ class Sink(Protocol):
 
 
 class WebhookSink:
-    def __init__(self, url: str, timeout_s: float, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float,
+        session: aiohttp.ClientSession,
+        token: str | None = None,
+    ) -> None:
         self.url = url
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.session = session
+        self.token = token
 
     async def deliver(self, item: dict[str, Any], key: str, attempt: int) -> dict[str, Any] | None:
         headers = {
@@ -90,6 +97,8 @@ class WebhookSink:
             "X-ZVH-Kind": str(item["kind"]),
             "X-ZVH-Attempt": str(attempt),
         }
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
             async with self.session.post(
                 self.url, json=item, headers=headers, timeout=self.timeout
@@ -204,7 +213,7 @@ class Deliverer:
             try:
                 await self.poll_once(self.poll_wait_s)
                 failures = 0
-            except (aiohttp.ClientError, TimeoutError, HubError) as exc:
+            except Exception as exc:  # the hub, the network or the database: try again
                 failures += 1
                 log.warning("inbox poll failed", extra={"error": type(exc).__name__})
                 delay = backoff_s(failures, 0.5, 10.0, self.rng)
@@ -216,12 +225,11 @@ class Deliverer:
         await self.store.mark_acked(ids)
 
     async def ack_settled(self) -> None:
-        ids = await self.store.to_ack()
-        if not ids:
-            return
         try:
-            await self._ack(ids)
-        except (aiohttp.ClientError, TimeoutError, HubError) as exc:
+            ids = await self.store.to_ack()
+            if ids:
+                await self._ack(ids)
+        except Exception as exc:
             # Settled here, so nothing is lost: the ack is tried again next round.
             log.warning("inbox ack failed", extra={"error": type(exc).__name__})
 
@@ -230,7 +238,11 @@ class Deliverer:
     async def run_deliverer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
-            due = await self.store.due(self.clock.now_ms())
+            try:
+                due = await self.store.due(self.clock.now_ms())
+            except Exception:  # the database is busy or failing: look again shortly
+                log.exception("reading due deliveries failed")
+                due = []
             for delivery in due:
                 if stop.is_set():
                     break
@@ -246,7 +258,10 @@ class Deliverer:
             await self.deliver_one(delivery)
         except Exception as exc:  # never let one item stop the loop
             log.exception("delivery failed unexpectedly", extra={"error": type(exc).__name__})
-            await self._failed(delivery, delivery.attempts + 1, type(exc).__name__)
+            try:
+                await self._failed(delivery, delivery.attempts + 1, type(exc).__name__)
+            except Exception:  # the item stays due and is tried again
+                log.exception("recording a failed delivery failed")
 
     async def deliver_one(self, delivery: Delivery) -> None:
         mid = delivery.message_id

@@ -259,7 +259,9 @@ async def post_form(request: web.Request) -> web.StreamResponse:
     if not isinstance(submission, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", submission):
         return _page(403, forbidden=True)
     partners = await _partners(request)
-    body, errors = validate_referral(fields, chosen, partners, dt.date.today())
+    now_ms = request.app[LOCAL].outbound.clock.now_ms()
+    today = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date()
+    body, errors = validate_referral(fields, chosen, partners, today)
     common = {"values": fields, "chosen": chosen, "partners": partners, "submission": submission}
     if body is None:
         return _fresh_form(request, 400, errors=errors, **common)

@@ -110,7 +110,13 @@ def build_adapter(settings: AdapterSettings, clock: Clock | None = None) -> Adap
     )
     sink: Sink
     if settings.webhook is not None:
-        sink = WebhookSink(settings.webhook.url, settings.webhook.timeout_s, session)
+        hook = settings.webhook
+        hook_token = (
+            ensure_token(hook.token_file, "webhook.token_file")
+            if hook.token_file is not None
+            else None
+        )
+        sink = WebhookSink(hook.url, hook.timeout_s, session, token=hook_token)
     else:
         assert filedrop is not None
         sink = FileDropSink(filedrop.out_dir)

@@ -218,6 +218,8 @@ class FakeSystem:
     respond: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
     port: int = field(default_factory=free_port)
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # When set, a delivery without `Authorization: Bearer <expected_token>` gets 401.
+    expected_token: str | None = None
     _runner: web.AppRunner | None = None
     _event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -226,6 +228,10 @@ class FakeSystem:
         return f"http://127.0.0.1:{self.port}/zvh"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.expected_token is not None and (
+            request.headers.get("Authorization") != f"Bearer {self.expected_token}"
+        ):
+            return web.Response(status=401)
         item = await request.json()
         key = request.headers["Idempotency-Key"]
         self.received.append((key, item))

@@ -28,6 +28,7 @@ from tests.adapters.support import (
     OpenApiChecker,
     init_adapter,
     read_json,
+    set_config,
     wait_until,
     write_dropped,
 )
@@ -92,9 +93,14 @@ async def test_webhook_and_file_drop_partners_answer_the_zvh(
     try:
         zvh = init_adapter(tmp_path, setup, ZVH, webhook_url=case_system.url)
         police = init_adapter(tmp_path, setup, POLICE, webhook_url=police_system.url)
+        # The police system accepts only its own adapter (a bearer token of its own).
+        set_config(police, r"^# token_file = .*$", 'token_file = "webhook.token"')
         ggz = init_adapter(tmp_path, setup, GGZ, filedrop=True)
         for a in (zvh, police, ggz):
             AdapterProcess(a, procs).start()
+        webhook_token = police.dir / "webhook.token"
+        assert webhook_token.stat().st_mode & 0o077 == 0
+        police_system.expected_token = webhook_token.read_text(encoding="utf-8").strip()
 
         async with session.get(zvh.url + "/local/v1/openapi.json") as resp:
             assert resp.status == 200
