@@ -55,6 +55,8 @@ class LocalApi:
     deliverer: Deliverer
     token: str
     secure_cookies: bool = False
+    # Whether the background tasks (poller, deliverer, file drop) still run.
+    alive: Callable[[], bool] | None = None
 
 
 LOCAL = web.AppKey("local", LocalApi)
@@ -224,6 +226,11 @@ async def retry_dead_letter(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """200 while the adapter works; 503 when a background task has stopped (a probe
+    should then restart the process)."""
+    alive = request.app[LOCAL].alive
+    if alive is not None and not alive():
+        return web.json_response({"status": "failing"}, status=503)
     return web.json_response({"status": "ok"})
 
 

@@ -49,6 +49,8 @@ class AdapterSection(_Section):
     # Long-poll wait at the hub inbox (the hub caps it at its inbox_max_wait_s).
     poll_wait_s: Annotated[int, Field(ge=0, le=30)] = 20
     hub_timeout_s: Annotated[float, Field(gt=0, le=300)] = 60.0
+    # Delivered items and answered idempotency keys are forgotten after this long.
+    keep_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
 
 
 class LocalSection(_Section):
@@ -221,6 +223,7 @@ hub_url = "{hub_url}"               # the region's hub
 data_dir = "data"                   # adapter.sqlite3: idempotency keys, deliveries, dead letters
 log_level = "info"
 poll_wait_s = 20                    # inbox long-poll
+keep_days = 30                      # delivered items and answered idempotency keys, then forgotten
 
 [local]                             # the local API (/local/v1/) and the form (/aanmelden)
 host = "127.0.0.1"                  # loopback, or an internal address

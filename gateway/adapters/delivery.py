@@ -171,6 +171,7 @@ class Deliverer:
         poll_wait_s: int = 20,
         rng: random.Random | None = None,
         received_dir: Path | None = None,
+        keep_days: float = 30.0,
     ) -> None:
         self.client = client
         self.store = store
@@ -182,6 +183,8 @@ class Deliverer:
         self.rng = rng or random.SystemRandom()
         # Where incoming attachments are decrypted to, one folder per inbox item.
         self.received_dir = received_dir
+        self.keep_ms = int(keep_days * 86_400_000)
+        self._next_prune = 0.0
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -248,10 +251,24 @@ class Deliverer:
                     break
                 await self.deliver_guarded(delivery)
             await self.ack_settled()
+            await self._prune()
             if due:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=IDLE_CHECK_S)
+
+    async def _prune(self) -> None:
+        """Once an hour: forget what is long settled (see AdapterStore.prune)."""
+        if self.clock.monotonic() < self._next_prune:
+            return
+        self._next_prune = self.clock.monotonic() + 3600.0
+        try:
+            items, keys = await self.store.prune(self.clock.now_ms() - self.keep_ms)
+        except Exception:
+            log.exception("pruning the adapter database failed")
+            return
+        if items or keys:
+            log.info("pruned settled state", extra={"items": items, "keys": keys})
 
     async def deliver_guarded(self, delivery: Delivery) -> None:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from gateway.adapters.adapter_app import LocalApi, build_local_app
+from gateway.adapters.adapter_app import LOCAL, LocalApi, build_local_app
 from gateway.adapters.adapter_config import AdapterSettings, ensure_token
 from gateway.adapters.client import HubClient
 from gateway.adapters.delivery import Deliverer, FileDropSink, RetryPolicy, Sink, WebhookSink
@@ -62,7 +62,11 @@ class Adapter:
             self._tasks.append(
                 asyncio.create_task(self.filedrop.run(self._stop), name="adapter-filedrop")
             )
+        self.app[LOCAL].alive = self._alive
         log.info("adapter ready", extra={"org": self.settings.adapter.org})
+
+    def _alive(self) -> bool:
+        return not self._stop.is_set() and all(not t.done() for t in self._tasks)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -134,6 +138,7 @@ def build_adapter(settings: AdapterSettings, clock: Clock | None = None) -> Adap
             if settings.webhook is not None or filedrop is None
             else filedrop.out_dir
         ),
+        keep_days=settings.adapter.keep_days,
     )
     api = LocalApi(
         outbound=outbound,

@@ -422,6 +422,28 @@ class AdapterStore:
     async def retry_dead(self, message_id: int | None, now_ms: int) -> list[int]:
         return await self._write(lambda c: _retry_dead(c, message_id, now_ms))
 
+    async def prune(self, before_ms: int) -> tuple[int, int]:
+        """Forget delivered, acknowledged items and finished idempotency keys older than
+        `before_ms` (the hub never redelivers an acknowledged item, and a caller
+        retrying after that long is sending a new request). Dead letters stay until
+        they are retried. Returns (items, keys) deleted."""
+
+        def job(c: sqlite3.Connection) -> tuple[int, int]:
+            old = "SELECT message_id FROM deliveries WHERE state = 'delivered' AND hub_acked = 1 "
+            old += "AND delivered_ms < ?"
+            c.execute(f"DELETE FROM delivery_attempts WHERE message_id IN ({old})", (before_ms,))
+            items = c.execute(
+                "DELETE FROM deliveries WHERE state = 'delivered' AND hub_acked = 1 "
+                "AND delivered_ms < ?",
+                (before_ms,),
+            ).rowcount
+            keys = c.execute(
+                "DELETE FROM idempotency WHERE state = 'done' AND done_ms < ?", (before_ms,)
+            ).rowcount
+            return items, keys
+
+        return await self._write(job)
+
     async def attempts(self, message_id: int) -> list[tuple[int, int, str, str | None]]:
         def job(c: sqlite3.Connection) -> list[tuple[int, int, str, str | None]]:
             rows = c.execute(

@@ -114,5 +114,14 @@ async def test_store_keeps_items_once_and_retries_dead_letters(tmp_path: Path) -
         assert delivered is not None
         assert delivered.message is None  # the ciphertext is gone once delivered
         assert await store.attempts(7) == [(1, 1100, "failed", "status 503")]
+        # Pruning forgets only what is delivered *and* acknowledged, and old enough.
+        await store.claim_idempotency("k", "answers", "h", None, 1000)
+        await store.finish_idempotency("k", 202, {}, 1500)
+        assert await store.prune(10_000) == (0, 1)
+        await store.mark_acked([7])
+        assert await store.prune(1400) == (0, 0)
+        assert await store.prune(1401) == (1, 0)
+        assert await store.get(7) is None
+        assert await store.attempts(7) == []
     finally:
         await store.close()

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -235,3 +237,17 @@ async def test_a_call_the_hub_never_answered_is_resent_with_the_same_bytes(
     done = await adapter.store.get_idempotency("dat-lost")
     assert done is not None
     assert (done.state, done.hub_request) == ("done", record.hub_request)
+
+
+async def test_health_says_when_a_background_task_stopped(
+    adapter: Adapter, session: aiohttp.ClientSession
+) -> None:
+    url = _setup(adapter).url + "/healthz"
+    async with session.get(url) as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+    poller = next(t for t in adapter._tasks if t.get_name() == "adapter-poller")
+    poller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await poller
+    async with session.get(url) as resp:
+        assert (resp.status, await resp.json()) == (503, {"status": "failing"})
