@@ -99,16 +99,12 @@ class Outbound:
         # adapter send one of its own files (its key file, its database) to a partner.
         self.attachment_dir = attachment_dir.resolve() if attachment_dir is not None else None
         self._inflight: set[str] = set()
-        # Operations served by HubClient methods that seal inside (messages, referrals,
-        # accessions): they cannot store their sealed bytes, so a retry calls again.
+        # Operations served by a HubClient method that signs inside (the accession, over
+        # the protocol text it fetches): no sealed bytes to store, so a retry calls again
+        # (the hub treats the same accession as idempotent, a newer one replaces it).
         self._direct: dict[str, Callable[[BaseModel], Awaitable[dict[str, Any]]]] = {
             "accessions": self._accede,
         }
-
-    def register_direct(
-        self, operation: str, fn: Callable[[BaseModel], Awaitable[dict[str, Any]]]
-    ) -> None:
-        self._direct[operation] = fn
 
     def supports(self, operation: str) -> bool:
         return operation in self._direct or operation in _BUILDERS
