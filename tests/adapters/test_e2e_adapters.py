@@ -187,6 +187,23 @@ async def test_webhook_and_file_drop_partners_answer_the_zvh(
         await asyncio.sleep(0.5)
         assert len(police_system.received) == 1
         assert len([k for k, i in case_system.received if i["kind"] == "dat-answer"]) == 2
+        # The adapters' databases hold sealed envelopes and hashes, never the plaintext:
+        # not the request the ZVH sent, nor what the partners received or answered.
+        secrets = [
+            BSN,
+            NAME,
+            NAME.split()[-1],
+            BIRTH_DATE,
+            POLICE_CONTACT,
+            "crisisdienst regio Zuid",
+        ]
+        for a in (zvh, police, ggz):
+            for path in sorted((a.dir / "data").glob("adapter.sqlite3*")):
+                data = path.read_bytes().lower()
+                leaked = [s for s in secrets if s.lower().encode() in data]
+                assert leaked == [], (path, leaked)
+        zvh_db = b"".join(p.read_bytes() for p in (zvh.dir / "data").glob("adapter.sqlite3*"))
+        assert xid.encode() in zvh_db  # the search reads real content (file and WAL)
     finally:
         await police_system.stop()
         await case_system.stop()

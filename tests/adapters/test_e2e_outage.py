@@ -153,7 +153,7 @@ async def test_partner_down_then_back_then_dead_letters_and_retry(
         assert adapter_attempts(police_db, mid1)[-1][1] == "accepted"
 
         # Now a small attempt limit (a restart reads it), and the system down again.
-        police_proc.stop()
+        assert police_proc.stop() == 0  # SIGTERM: a clean stop
         set_config(police, r"^max_attempts = \d+", "max_attempts = 3")
         await police_system.stop()
         police_proc.start()
