@@ -178,6 +178,7 @@ class BlobService:
 
         gone, known = await self._db.write("blob_sweep", job)
         self.delete_files(gone)
+        self.files.drop_stale_pins()
         for name in list(self.files.names()):
             if name not in known:
                 path = self.files.path(name)
