@@ -500,6 +500,9 @@ class HubClient:
         data = await self.call("GET", "/api/v1/inbox", query={"wait": wait, "limit": limit})
         out = []
         for m in data["messages"]:
+            # Opening is CPU work (HPKE, two signatures): yield between items, so that a
+            # full batch does not hold up the partner's other requests and responses.
+            await asyncio.sleep(0)
             try:
                 out.append(await self.open(m))
             except (EnvelopeError, KeyError, TypeError, ValueError):

@@ -30,6 +30,7 @@ from gateway.ledger.leaf import commitment_of, leaf_hash, parse_leaf_data
 from gateway.ledger.merkle import verify_inclusion
 from gateway.policy.decide import legal_basis_gaps
 from gateway.services.ledger import LedgerService
+from gateway.services.national import pid_sha256
 from gateway.storage import ledger_store, review_store
 from gateway.storage.database import Database, Tx
 from gateway.storage.review_store import EntryFilter
@@ -176,16 +177,18 @@ class ReviewService:
     ) -> list[dict[str, Any]]:
         """The subject-access report (inzage) by pid; it too is a ledger entry. `by`
         says how the officer named the subject ("pid", or "bsn" when the hub computed
-        the pid from a BSN and birth date, which are never recorded)."""
+        the pid from a BSN and birth date, which are never recorded). The entry holds
+        the pid's SHA-256, not the pid."""
         await self.catch_up()
         pid = check_pid(pid)
         found = await self._db.read(
             "review_subject", lambda tx: review_store.subject_entries(tx, pid)
         )
         rows = subject_rows(found, self._retention)
-        await self.record_report(
-            user, "subject-access", {"pid": pid, "by": by, "format": fmt, "entries": len(rows)}
-        )
+        # Like a known-check, the ledger keeps a hash of the pid, never the pid: the
+        # entry proves which subject was looked up to whoever holds the pid.
+        params = {"pid_sha256": pid_sha256(pid), "by": by, "format": fmt, "entries": len(rows)}
+        await self.record_report(user, "subject-access", params)
         return rows
 
     async def ledger_status(self, self_check: dict[str, Any]) -> dict[str, Any]:

@@ -151,7 +151,6 @@ class Database:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.ledger = LedgerWriter()
-        self.last_commit_s = 0.0
         self._ledger_listeners: list[Callable[[list[LedgerRef]], None]] = []
 
     # -- lifecycle -------------------------------------------------------
@@ -276,12 +275,11 @@ class Database:
     async def _commit_batch(
         self,
         batch: list[_Job[Any]],
-        submitted: asyncio.Future[list[tuple[bool, Any, Tx]]],
+        submitted: asyncio.Future[tuple[list[tuple[bool, Any, Tx]], float, float]],
         previous: asyncio.Task[None] | None,
     ) -> None:
-        start = time.monotonic()
         try:
-            outcomes = await submitted
+            outcomes, thread_s, commit_s = await submitted
         except Exception as exc:  # the COMMIT itself failed: nothing in the batch is durable
             log.error(
                 "group commit failed", extra={"jobs": len(batch), "error": type(exc).__name__}
@@ -290,7 +288,6 @@ class Database:
                 if not job.future.done():
                     job.future.set_exception(StorageError("the database write failed"))
             return
-        elapsed = time.monotonic() - start
         if previous is not None:
             await previous  # settle in commit order (ledger listeners see indexes in order)
         refs: list[LedgerRef] = []
@@ -315,8 +312,8 @@ class Database:
                     log.exception("ledger listener failed")
         if self._observer is not None:
             try:
-                self._observer.observe_batch(len(batch), elapsed)
-                self._observer.observe_commit(self.last_commit_s)
+                self._observer.observe_batch(len(batch), thread_s)
+                self._observer.observe_commit(commit_s)
             except Exception:
                 log.exception("storage observer failed")
 
@@ -332,7 +329,7 @@ class Database:
 
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[_Job[Any]]
-    ) -> list[tuple[bool, Any, Tx]]:
+    ) -> tuple[list[tuple[bool, Any, Tx]], float, float]:
         """Runs on the database thread: one transaction for the whole batch.
 
         Optimistically without savepoints (they cost more than the typical job); if
@@ -340,14 +337,17 @@ class Database:
         again with a savepoint per job, so that only the failing jobs are undone.
         Jobs are functions of the database and their arguments, so a rerun is safe.
         """
+        began = time.perf_counter()
         try:
-            return self._attempt(conn, batch, isolate=False)
+            outcomes, commit_s = self._attempt(conn, batch, isolate=False)
         except _JobFailedError:
-            return self._attempt(conn, batch, isolate=True)
+            outcomes, commit_s = self._attempt(conn, batch, isolate=True)
+        # The time the batch held the database thread (what the writer can sustain).
+        return outcomes, time.perf_counter() - began, commit_s
 
     def _attempt(
         self, conn: sqlite3.Connection, batch: list[_Job[Any]], *, isolate: bool
-    ) -> list[tuple[bool, Any, Tx]]:
+    ) -> tuple[list[tuple[bool, Any, Tx]], float]:
         outcomes: list[tuple[bool, Any, Tx]] = []
         conn.execute("BEGIN IMMEDIATE")
         # Re-read the size under the write lock: an offline tool (the admin CLI) may
@@ -381,13 +381,13 @@ class Database:
             self.ledger.flush(conn)
             began = time.perf_counter()
             conn.execute("COMMIT")
-            self.last_commit_s = time.perf_counter() - began
+            commit_s = time.perf_counter() - began
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self.ledger.reset(batch_mark)
             raise
-        return outcomes
+        return outcomes, commit_s
 
 
 def _configure_writer(conn: sqlite3.Connection) -> None:

@@ -116,11 +116,29 @@ def list_entries(
         if value is not None:
             where.append(f"r.{column} = ?")
             args.append(value)
+    if flt.from_ms is not None or flt.until_ms is not None:
+        # A period: the time index gives the smallest and largest ledger index in it
+        # (one index-only scan), and the list walks the primary key between them,
+        # newest first. Left to itself SQLite reads the period through the time index
+        # and sorts all its rows by idx: 400-550 ms for five days of a million
+        # entries. The bounds are exact whatever the order of times in the ledger;
+        # `+` keeps the time terms from steering the plan back to the time index.
+        lo, hi = tx.conn.execute(
+            "SELECT MIN(idx), MAX(idx) FROM review_entries WHERE time_ms >= ? AND time_ms < ?",
+            (
+                -(2**62) if flt.from_ms is None else flt.from_ms,
+                2**62 if flt.until_ms is None else flt.until_ms,
+            ),
+        ).fetchone()
+        if lo is None:
+            return []
+        where.append("r.idx BETWEEN ? AND ?")
+        args += [lo, hi]
     if flt.from_ms is not None:
-        where.append("r.time_ms >= ?")
+        where.append("+r.time_ms >= ?")
         args.append(flt.from_ms)
     if flt.until_ms is not None:
-        where.append("r.time_ms < ?")
+        where.append("+r.time_ms < ?")
         args.append(flt.until_ms)
     if flt.org is not None:
         # ledger_actors' key is (org, idx): one descent, then a walk in index order.

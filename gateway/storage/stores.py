@@ -318,20 +318,23 @@ def pending_messages(tx: Tx, org: str, limit: int, exclude: Sequence[int]) -> li
 
 def ack_messages(tx: Tx, org: str, message_ids: Sequence[int], now_ms: int) -> list[int]:
     """Mark messages acknowledged (dropping their ciphertext); returns the ids that exist."""
-    found: list[int] = []
-    for mid in message_ids:
-        row = tx.conn.execute(
-            "SELECT acked_ms FROM inbox WHERE message_id = ? AND org = ?", (mid, org)
-        ).fetchone()
-        if row is None:
-            continue
-        found.append(mid)
-        if row[0] is None:
-            tx.conn.execute(
-                "UPDATE inbox SET acked_ms = ?, envelope = NULL WHERE message_id = ?",
-                (now_ms, mid),
-            )
-    return found
+    # Two statements for the whole batch, not two per message (the writer's thread
+    # pays for every step). SQLite allows 32766 parameters; a batch has at most 1000.
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    rows = tx.conn.execute(
+        f"SELECT message_id FROM inbox WHERE org = ? AND message_id IN ({marks})",
+        (org, *ids),
+    ).fetchall()
+    tx.conn.execute(
+        "UPDATE inbox SET acked_ms = ?, envelope = NULL"
+        f" WHERE org = ? AND acked_ms IS NULL AND message_id IN ({marks})",
+        (now_ms, org, *ids),
+    )
+    exist = {int(r[0]) for r in rows}
+    return [mid for mid in message_ids if mid in exist]
 
 
 def inbox_backlog(tx: Tx) -> dict[str, tuple[int, int]]:
@@ -359,8 +362,21 @@ def active_nonces(tx: Tx, now_ms: int) -> list[tuple[str, str, int]]:
     return [(r[0], r[1], int(r[2])) for r in rows]
 
 
-def prune(tx: Tx, now_ms: int, acked_before_ms: int) -> None:
-    tx.conn.execute("DELETE FROM nonces WHERE expires_ms <= ?", (now_ms,))
-    tx.conn.execute(
-        "DELETE FROM inbox WHERE acked_ms IS NOT NULL AND acked_ms < ?", (acked_before_ms,)
-    )
+PRUNE_CHUNK = 2000
+
+
+def prune(tx: Tx, now_ms: int, acked_before_ms: int) -> int:
+    """Delete up to PRUNE_CHUNK expired nonces and as many old acknowledged messages;
+    returns the larger count, so that the caller repeats (each chunk a short job of
+    its own) until it is below PRUNE_CHUNK."""
+    nonces = tx.conn.execute(
+        "DELETE FROM nonces WHERE (keyid, nonce) IN"
+        " (SELECT keyid, nonce FROM nonces WHERE expires_ms <= ? LIMIT ?)",
+        (now_ms, PRUNE_CHUNK),
+    ).rowcount
+    acked = tx.conn.execute(
+        "DELETE FROM inbox WHERE message_id IN (SELECT message_id FROM inbox"
+        " WHERE acked_ms IS NOT NULL AND acked_ms < ? LIMIT ?)",
+        (acked_before_ms, PRUNE_CHUNK),
+    ).rowcount
+    return max(nonces, acked)

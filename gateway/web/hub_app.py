@@ -149,8 +149,8 @@ def hub_record(keys: OrgKeys, now_ms: int) -> OrgRecord:
     )
 
 
-def _prune(tx: Tx, *, now_ms: int, acked_before_ms: int) -> None:
-    stores.prune(tx, now_ms, acked_before_ms)
+def _prune(tx: Tx, *, now_ms: int, acked_before_ms: int) -> int:
+    return stores.prune(tx, now_ms, acked_before_ms)
 
 
 def _wat_backlog(tx: Tx, *, now_ms: int) -> tuple[int, int]:
@@ -164,9 +164,9 @@ async def _maintenance(hub: Hub) -> None:
         now = hub.clock.now_ms()
         try:
             hub.replay.prune(now)
-            await hub.db.write(
-                "prune", functools.partial(_prune, now_ms=now, acked_before_ms=now - 86_400_000)
-            )
+            prune = functools.partial(_prune, now_ms=now, acked_before_ms=now - 86_400_000)
+            while await hub.db.write("prune", prune) == stores.PRUNE_CHUNK:
+                pass  # in chunks, so that no request waits behind one long DELETE
             await _publish_gauges(hub)
         except Exception:
             log.exception("maintenance failed")

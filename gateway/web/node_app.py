@@ -85,9 +85,9 @@ async def _maintenance(node: NationalNode) -> None:
         now = node.clock.now_ms()
         try:
             node.replay.prune(now)
-            await node.db.write(
-                "prune", functools.partial(stores.prune, now_ms=now, acked_before_ms=now)
-            )
+            prune = functools.partial(stores.prune, now_ms=now, acked_before_ms=now)
+            while await node.db.write("prune", prune) == stores.PRUNE_CHUNK:
+                pass
         except Exception:
             log.exception("maintenance failed")
 

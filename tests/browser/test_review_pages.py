@@ -140,12 +140,12 @@ async def drain(client: HubClient, count: int) -> None:
     assert got == count
 
 
-def add_officer(hub: OpsHub) -> None:
+def add_officer(config: Path) -> None:
     """`zvh-gateway users add`, as an operator runs it, the password on stdin."""
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "gateway", "users", "add"),
-            *("--config", str(hub.setup.config), "--name", OFFICER, "--role", "privacy-officer"),
+            *("--config", str(config), "--name", OFFICER, "--role", "privacy-officer"),
         ],
         input=PASSWORD + "\n",
         capture_output=True,
@@ -183,7 +183,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     try:
         hub = make_ops_hub(tmp_path_factory.mktemp("browser-hub"), procs)
         data = run_async(_seed(hub))
-        add_officer(hub)
+        add_officer(hub.setup.config)
         wait_for_checkpoint(hub, ledger_size(hub))
         yield data
     finally:

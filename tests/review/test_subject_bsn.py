@@ -16,6 +16,7 @@ import pytest
 
 from gateway.clock import SystemClock
 from gateway.services import review_auth
+from gateway.services.national import pid_sha256
 from gateway.web.state import Hub
 from tests.conftest import BIRTH, BSN, Network, synthetic_pid
 from tests.federation.conftest import NationalNet, run_national
@@ -122,9 +123,10 @@ async def test_bsn_route_gives_exactly_the_pid_routes_report(
         hub = nat.hub(0)
         reports = report_bodies(hub)
         assert [r["params"]["by"] for r in reports] == ["bsn", "pid", "bsn", "pid", "bsn"]  # type: ignore[index]
-        assert all(r["params"]["pid"] == pid for r in reports)  # type: ignore[index]
+        assert all(r["params"]["pid_sha256"] == pid_sha256(pid) for r in reports)  # type: ignore[index]
         ledger = all_ledger_text(hub)
-        for secret in (BSN, BIRTH, BIRTH_DASHED):
+        assert "subject-access" in ledger
+        for secret in (BSN, BIRTH, BIRTH_DASHED, pid):
             assert secret not in ledger
     for secret in (BSN, BIRTH, BIRTH_DASHED):
         assert secret not in caplog.text

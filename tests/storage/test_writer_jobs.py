@@ -1,5 +1,6 @@
-"""The per-batch read cache of the group-commit writer: shared by the jobs of one
-commit, forgotten by every write to what it caches, dropped with a failed job."""
+"""Jobs on the group-commit writer: the per-batch read cache (shared by the jobs of one
+commit, forgotten by every write to what it caches, dropped with a failed job) and
+the maintenance prune in chunks."""
 
 from __future__ import annotations
 
@@ -90,3 +91,49 @@ async def test_a_failed_job_takes_its_cached_reads_with_it(tmp_path: Path) -> No
     assert isinstance(results[0], ValueError)
     assert results[1] is None  # rolled back, and not served from the cache
     assert later is None
+
+
+async def test_prune_deletes_in_chunks_and_keeps_what_is_live(tmp_path: Path) -> None:
+    db = await _open(tmp_path)
+    total = stores.PRUNE_CHUNK + 500
+
+    def seed(tx: Tx) -> None:
+        for i in range(total):
+            stores.insert_nonce(tx, "org-a/k", f"old-{i}", 1_000)
+        stores.insert_nonce(tx, "org-a/k", "live", 9_000)
+        ids = [
+            stores.enqueue(
+                tx,
+                org="org-b",
+                kind="dat-request",
+                exchange_id=None,
+                sender="org-a",
+                case_ref="",
+                subject_ref="",
+                decision=None,
+                reason_code=None,
+                envelope="{}",
+                now_ms=1,
+            )
+            for _ in range(total + 2)
+        ]
+        stores.ack_messages(tx, "org-b", ids[:total], 1_000)  # old acks
+        stores.ack_messages(tx, "org-b", ids[total : total + 1], 8_000)  # a recent ack
+        # ids[-1] stays unacknowledged
+
+    def prune(tx: Tx) -> int:
+        return stores.prune(tx, now_ms=5_000, acked_before_ms=5_000)
+
+    def left(tx: Tx) -> tuple[int, int]:
+        nonces = tx.conn.execute("SELECT COUNT(*) FROM nonces").fetchone()[0]
+        inbox = tx.conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+        return int(nonces), int(inbox)
+
+    try:
+        await db.write("seed", seed)
+        counts = [await db.write("prune", prune) for _ in range(3)]
+        remaining = await db.read("left", left)
+    finally:
+        await db.close()
+    assert counts == [stores.PRUNE_CHUNK, 500, 0]
+    assert remaining == (1, 2)  # the live nonce; the recent ack and the unacked message
