@@ -150,8 +150,8 @@ async def test_migration_fills_in_the_parties_of_entries_indexed_before(
             "UPDATE review_entries SET org = NULL, counterpart = NULL"
             " WHERE type IN ('message', 'referral')"
         )
-        conn.execute("PRAGMA user_version = 8")
-        assert migrate(conn) >= 9
+        conn.execute("PRAGMA user_version = 10")
+        assert migrate(conn) >= 11
         rows = conn.execute(
             "SELECT type, org, counterpart FROM review_entries"
             " WHERE type IN ('message', 'referral') ORDER BY idx"
