@@ -507,13 +507,15 @@ def _cmd_policy(args: argparse.Namespace) -> int:
 
 def _cmd_backup(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    info = ops.backup(settings, args.out, force=args.force)
+    done = ops.backup(settings, args.out, force=args.force)
+    info = done.info
     signed = "none" if info.checkpoint_size is None else str(info.checkpoint_size)
     print(
         f"backup of {settings.node.org} written to {info.path} ({info.size_bytes} bytes): "
         f"ledger size {info.ledger_size}, last signed checkpoint size {signed}"
     )
-    return 0
+    print(done.blobs.summary())
+    return 0 if done.blobs.complete else 3
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -529,6 +531,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                     "previous": None if result.previous is None else str(result.previous),
                     "ledger_size": result.info.ledger_size,
                     "verify": dataclasses.asdict(report),
+                    "blobs": None if result.blobs is None else result.blobs.as_json(),
                 },
                 indent=2,
             )
@@ -541,12 +544,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             "checkpoint"
             + (f"; the replaced database is kept as {result.previous}" if result.previous else "")
         )
+        print(result.blobs.summary() if result.blobs else "")
     else:
         print(
             f"NOT restored: the ledger in {result.source} is BAD at index "
             f"{report.first_bad_index}: {report.problem}; {result.database} is unchanged"
         )
-    return 0 if result.installed else 1
+    blobs_ok = result.blobs is None or result.blobs.complete
+    return (0 if blobs_ok else 3) if result.installed else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

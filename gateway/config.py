@@ -99,6 +99,9 @@ class MessageSettings(_Section):
     # Every blob is gone this long after its upload at the latest (retention), even
     # if a recipient never fetched it.
     blob_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    # The blob store's budget: an upload that would bring the stored ciphertext above
+    # it is refused with 507 storage-full (the disk stays usable for the database).
+    blob_store_budget_bytes: Annotated[int, Field(ge=1024**2, le=1024**5)] = 20 * 1024**3
     # How often the blob sweep and the notification checks run.
     sweep_interval_s: Annotated[float, Field(gt=0)] = 300.0
     # An incidental partner is told this long before its declaration for a case ends.
@@ -313,6 +316,7 @@ purge_interval_s = 3600
 max_blob_bytes = 52428800          # largest attachment (ciphertext); more is 413
 blob_unreferenced_s = 3600         # an upload no message names is deleted after this
 blob_days = 30                     # every attachment is gone this long after upload
+blob_store_budget_bytes = 21474836480  # 20 GiB of attachments at most; more is 507
 sweep_interval_s = 300
 declaration_notice_days = 7        # incidental partners are told before a declaration ends
 """

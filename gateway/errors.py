@@ -18,7 +18,8 @@ raises them (translating library exceptions where the library is called, with
         ├── Conflict                   409 <code>  (case-exists, exchange-exists, case-closed)
         ├── PayloadTooLarge            413 payload-too-large
         ├── RateLimited                429 rate-limited      (.retry_after_s)
-        └── ServiceUnavailable         503 service-unavailable
+        ├── ServiceUnavailable         503 service-unavailable
+        └── StorageFull                507 storage-full      (the blob store's budget)
 """
 
 from __future__ import annotations
@@ -156,6 +157,15 @@ class ServiceUnavailable(ProblemError):
     status = 503
     code = "service-unavailable"
     title = "Service unavailable"
+
+
+class StorageFull(ProblemError):
+    """RFC 4918's 507: the blob store is at its budget. Retry later, after recipients
+    fetched what is waiting (the hub deletes a blob then)."""
+
+    status = 507
+    code = "storage-full"
+    title = "Insufficient storage"
 
 
 class CsrfRejected(ProblemError):

@@ -232,6 +232,23 @@ class Metrics:
             "Bytes of attachment ciphertext stored at the hub",
             registry=r,
         )
+        self.blob_budget = Gauge(
+            "zvh_gateway_blob_budget_bytes",
+            "The blob store's budget ([messages] blob_store_budget_bytes)",
+            registry=r,
+        )
+        self.blob_oldest_unfetched = Gauge(
+            "zvh_gateway_blob_oldest_unfetched_timestamp_seconds",
+            "Upload time of the oldest blob a recipient has not fetched yet (0: none)",
+            registry=r,
+        )
+        self.blob_uploads = Counter(
+            "zvh_gateway_blob_uploads_total",
+            "Blob uploads by outcome (stored, too-large, storage-full, digest-mismatch,"
+            " refused, invalid, cut-off)",
+            ["outcome"],
+            registry=r,
+        )
         self.blob_transfer = Counter(
             "zvh_gateway_blob_transfer_bytes_total",
             "Attachment bytes received (upload) and sent (download)",

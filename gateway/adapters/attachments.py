@@ -175,6 +175,30 @@ def with_attachments(
     return {**body, "attachments": [dict(a) for a in attachments]}
 
 
+async def seal_each(
+    client: HubClient,
+    recipients: Sequence[str],
+    *,
+    kind: str,
+    exchange_id: str,
+    case_ref: str,
+    subject_ref: str,
+    body: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """The same body sealed to each recipient separately (dat-requests, messages)."""
+    return [
+        await client.seal_to(
+            org,
+            kind=kind,
+            exchange_id=exchange_id,
+            case_ref=case_ref,
+            subject_ref=subject_ref,
+            body=body,
+        )
+        for org in recipients
+    ]
+
+
 async def send_message(
     client: HubClient,
     case_ref: str,
@@ -185,19 +209,15 @@ async def send_message(
     attachments: Sequence[Mapping[str, Any]] = (),
     exchange_id: str | None = None,
 ) -> dict[str, Any]:
-    xid = exchange_id or str(uuid.uuid4())
-    sealed_body = with_attachments(body, attachments)
-    envelopes = [
-        await client.seal_to(
-            org,
-            kind="message",
-            exchange_id=xid,
-            case_ref=case_ref,
-            subject_ref=subject_ref,
-            body=sealed_body,
-        )
-        for org in recipients
-    ]
+    envelopes = await seal_each(
+        client,
+        recipients,
+        kind="message",
+        exchange_id=exchange_id or str(uuid.uuid4()),
+        case_ref=case_ref,
+        subject_ref=subject_ref,
+        body=with_attachments(body, attachments),
+    )
     return await client.call(
         "POST",
         "/api/v1/messages",

@@ -219,18 +219,15 @@ class HubClient:
     ) -> dict[str, Any]:
         """Ask each recipient "do you know this person?"; `body` identifies the person and
         is sealed separately to every recipient (the hub sees none of it)."""
-        xid = exchange_id or str(uuid.uuid4())
-        envelopes = [
-            await self.seal_to(
-                org,
-                kind="dat-request",
-                exchange_id=xid,
-                case_ref=case_ref,
-                subject_ref=subject_ref,
-                body=body,
-            )
-            for org in recipients
-        ]
+        envelopes = await _attachments.seal_each(
+            self,
+            recipients,
+            kind="dat-request",
+            exchange_id=exchange_id or str(uuid.uuid4()),
+            case_ref=case_ref,
+            subject_ref=subject_ref,
+            body=body,
+        )
         return await self.call(
             "POST",
             "/api/v1/dat-requests",

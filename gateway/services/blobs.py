@@ -24,7 +24,14 @@ from pathlib import Path
 from gateway.clock import Clock
 from gateway.config import MessageSettings
 from gateway.crypto.httpsig import digest_matches
-from gateway.errors import DenyCode, InvalidRequest, NotFound, PayloadTooLarge, Unauthenticated
+from gateway.errors import (
+    DenyCode,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    StorageFull,
+    Unauthenticated,
+)
 from gateway.policy.access import EXCHANGE_ROLES
 from gateway.services.auth import RequestAuth
 from gateway.services.outcome import Done, Outcome, deny, settle
@@ -40,6 +47,7 @@ DAY_MS = 86_400_000
 class BlobTotals:
     count: int
     bytes: int
+    oldest_unfetched_ms: int | None = None  # upload time of the oldest blob not fetched
 
 
 class BlobService:
@@ -57,10 +65,21 @@ class BlobService:
         self._clock = clock
         self._settings = settings
         self._on_totals = on_totals
+        self._stored_bytes = 0  # as of the last publish (the sweep runs one at start)
 
     @property
     def max_bytes(self) -> int:
         return self._settings.max_blob_bytes
+
+    @property
+    def budget_bytes(self) -> int:
+        return self._settings.blob_store_budget_bytes
+
+    def _full(self) -> StorageFull:
+        return StorageFull(
+            "The hub's attachment store is full; try again after the recipients fetched"
+            " what is waiting for them."
+        )
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -79,11 +98,17 @@ class BlobService:
             return await self._refuse_role(auth)
         if content_length is not None and content_length > self.max_bytes:
             raise self._too_large()
+        # The budget is checked against the totals of the last publish: concurrent
+        # uploads may overshoot it by at most their own sizes.
+        if self._stored_bytes + (content_length or 0) > self.budget_bytes:
+            raise self._full()
         upload = self.files.start()
         try:
             async for chunk in chunks:
                 if upload.size + len(chunk) > self.max_bytes:
                     raise self._too_large()
+                if self._stored_bytes + upload.size + len(chunk) > self.budget_bytes:
+                    raise self._full()
                 upload.write(chunk)
             if upload.size == 0:
                 raise InvalidRequest(
@@ -178,6 +203,7 @@ class BlobService:
 
         gone, known = await self._db.write("blob_sweep", job)
         self.delete_files(gone)
+        self.files.drop_stale_pins()
         for name in list(self.files.names()):
             if name not in known:
                 path = self.files.path(name)
@@ -190,8 +216,9 @@ class BlobService:
         return gone
 
     async def publish(self) -> BlobTotals:
-        count, size = await self._db.read("blob_totals", message_store.blob_totals)
-        totals = BlobTotals(count, size)
+        count, size, oldest = await self._db.read("blob_totals", message_store.blob_totals)
+        totals = BlobTotals(count, size, oldest)
+        self._stored_bytes = size
         if self._on_totals is not None:
             self._on_totals(totals)
         return totals

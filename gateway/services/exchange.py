@@ -36,10 +36,12 @@ from gateway.services.exchange_base import (
     HOUR_MS as _HOUR_MS,
 )
 from gateway.services.exchange_base import (
-    PRECEDENCE as _PRECEDENCE,
-)
-from gateway.services.exchange_base import (
     ExchangeBase,
+    deny_recipients,
+    fan_out_entry,
+    fan_out_response,
+    first_denial,
+    payload_hashes,
 )
 from gateway.services.exchange_base import (
     bad as _bad,
@@ -51,28 +53,19 @@ from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, recor
 from gateway.services.parties import party
 from gateway.storage import message_store, policy_store, stores
 from gateway.storage.database import Tx
-from gateway.storage.ledger_store import LedgerRef
 from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 
 class ExchangeService(ExchangeBase):
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
-        exchange_id = req.envelopes[0].exchange_id
-        recipients = [env.recipient for env in req.envelopes]
-        if len(set(recipients)) != len(recipients):
-            raise _bad(["envelopes"], "one envelope per recipient")
-        for i, env in enumerate(req.envelopes):
-            self._check_binding(
-                env,
-                ["envelopes", i],
-                kind=EnvelopeKind.DAT_REQUEST,
-                exchange_id=exchange_id,
-                case_ref=req.case_ref,
-                subject_ref=req.subject_ref,
-            )
-            self._check_signature(auth, env, ["envelopes", i])
-            if env.recipient == auth.org:
-                raise _bad(["envelopes", i, "recipient"], "a request to yourself")
+        exchange_id = self._check_fan_out(
+            auth,
+            req.envelopes,
+            kind=EnvelopeKind.DAT_REQUEST,
+            case_ref=req.case_ref,
+            subject_ref=req.subject_ref,
+            to_self="a request to yourself",
+        )
         body_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
 
@@ -94,32 +87,13 @@ class ExchangeService(ExchangeBase):
             assert admitted.view is not None
             if req.subject_ref not in admitted.case.subjects:
                 raise _bad(["subject_ref"], "is not a subject of this case")
-            for i, env in enumerate(req.envelopes):
-                self._check_recipient_key(env, ["envelopes", i])
-            delivered: list[Envelope] = []
-            denied: list[tuple[str, DenyCode]] = []
-            for env in req.envelopes:
-                code = self._recipient(tx, env.recipient, admitted.view, now)
-                if code is None:
-                    delivered.append(env)
-                else:
-                    denied.append((env.recipient, code))
-            where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
+            delivered, denied = self._fan_out(tx, req.envelopes, admitted.view, now)
             if not delivered:
-                refs = tuple(
-                    record_denial(
-                        tx,
-                        code=code,
-                        action="dat-request",
-                        org=auth.org,
-                        now_ms=now,
-                        subject_org=org,
-                        **where,
-                    )
-                    for org, code in denied
+                where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
+                refs = deny_recipients(
+                    tx, denied, action="dat-request", org=auth.org, now=now, where=where
                 )
-                first = min((c for _, c in denied), key=_PRECEDENCE.index)
-                return Denied(first, DETAILS[first], refs)
+                return first_denial(denied, refs)
             return self._accept_dat(
                 tx,
                 auth,
@@ -145,7 +119,7 @@ class ExchangeService(ExchangeBase):
         delivered: Sequence[Envelope],
         denied: Sequence[tuple[str, DenyCode]],
     ) -> Done:
-        hashes = {env.recipient: payload_hash(env.model_dump(mode="json")) for env in delivered}
+        hashes = payload_hashes(delivered)
         ref = tx.append_ledger(
             "dat-request",
             now,
@@ -154,32 +128,17 @@ class ExchangeService(ExchangeBase):
                 "case_ref": req.case_ref,
                 "subject_ref": req.subject_ref,
                 "requester": auth.org,
-                "recipients": sorted(hashes),
-                "payload_sha256": {org: h.hex() for org, h in sorted(hashes.items())},
+                **fan_out_entry(hashes),
                 "request_sha256": body_hash.hex(),
             },
             (auth.org, *hashes),
         )
-        refs: list[LedgerRef] = [ref]
-        for org, code in denied:
-            refs.append(
-                record_denial(
-                    tx,
-                    code=code,
-                    action="dat-request",
-                    org=auth.org,
-                    now_ms=now,
-                    subject_org=org,
-                    case_ref=req.case_ref,
-                    exchange_id=exchange_id,
-                )
-            )
-        response = {
-            "exchange_id": exchange_id,
-            "delivered": sorted(hashes),
-            "denied": [{"org": org, "code": code.value} for org, code in denied],
-            "ledger": [r.to_json() for r in refs],
-        }
+        where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
+        refs = [
+            ref,
+            *deny_recipients(tx, denied, action="dat-request", org=auth.org, now=now, where=where),
+        ]
+        response = fan_out_response(exchange_id, list(hashes), denied, refs)
         stores.insert_exchange(
             tx,
             ExchangeRecord(

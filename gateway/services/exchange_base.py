@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import Clock
-from gateway.crypto.envelope import verify_outer
+from gateway.crypto.envelope import payload_hash, verify_outer
 from gateway.errors import Conflict, DenyCode, EnvelopeError, InvalidRequest, NotFound
 from gateway.models import (
     Envelope,
@@ -23,10 +23,11 @@ from gateway.policy.rules import Policy
 from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.notifications import Notifier
-from gateway.services.outcome import Denied, Done, deny
+from gateway.services.outcome import DETAILS, Denied, Done, deny, record_denial
 from gateway.services.parties import party
 from gateway.storage import message_store, stores
 from gateway.storage.database import Database, Tx
+from gateway.storage.ledger_store import LedgerRef
 from gateway.storage.records import CaseRecord, ExchangeRecord
 
 PRECEDENCE = (DenyCode.NOT_A_MEMBER, DenyCode.DECLARATION_REQUIRED, DenyCode.NOT_A_PARTICIPANT)
@@ -39,6 +40,73 @@ def bad(loc: list[str | int], msg: str) -> InvalidRequest:
 
 def compact(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def deny_recipients(
+    tx: Tx,
+    denied: Sequence[tuple[str, DenyCode]],
+    *,
+    action: str,
+    org: str,
+    now: int,
+    where: dict[str, Any],
+) -> list[LedgerRef]:
+    """A ledger entry for each recipient the hub refused to deliver to."""
+    return [
+        record_denial(
+            tx, code=code, action=action, org=org, now_ms=now, subject_org=denied_org, **where
+        )
+        for denied_org, code in denied
+    ]
+
+
+def first_denial(denied: Sequence[tuple[str, DenyCode]], refs: Sequence[LedgerRef]) -> Denied:
+    """Nobody could be delivered to: the answer names the first code in precedence."""
+    first = min((code for _, code in denied), key=PRECEDENCE.index)
+    return Denied(first, DETAILS[first], tuple(refs))
+
+
+# (tx, auth, exchange_id, body_hash) -> the stored answer to the same request, or None
+Replay = Callable[[Tx, RequestAuth, str, bytes], Done | None]
+
+
+def replay_exchange(tx: Tx, auth: RequestAuth, exchange_id: str, body_hash: bytes) -> Done | None:
+    existing = stores.get_exchange(tx, exchange_id)
+    if (
+        existing is not None
+        and existing.requester == auth.org
+        and existing.body_sha256 == body_hash
+    ):
+        return Done(202, json.loads(existing.response))
+    return None
+
+
+def payload_hashes(delivered: Sequence[Envelope]) -> dict[str, bytes]:
+    """Recipient -> SHA-256 of its envelope (what the ledger records of the content)."""
+    return {env.recipient: payload_hash(env.model_dump(mode="json")) for env in delivered}
+
+
+def fan_out_entry(hashes: dict[str, bytes]) -> dict[str, Any]:
+    """The recipients part of a ledger body: names and payload hashes, sorted."""
+    return {
+        "recipients": sorted(hashes),
+        "payload_sha256": {org: h.hex() for org, h in sorted(hashes.items())},
+    }
+
+
+def fan_out_response(
+    exchange_id: str,
+    delivered: Sequence[str],
+    denied: Sequence[tuple[str, DenyCode]],
+    refs: Sequence[LedgerRef],
+) -> dict[str, Any]:
+    """The 202 of a request sealed per recipient: who got it, who was denied, entries."""
+    return {
+        "exchange_id": exchange_id,
+        "delivered": sorted(delivered),
+        "denied": [{"org": org, "code": code.value} for org, code in denied],
+        "ledger": [r.to_json() for r in refs],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +166,54 @@ class ExchangeBase:
         except EnvelopeError as exc:
             raise bad([*loc, "sig"], "envelope signature or encoding is invalid") from exc
 
+    def _check_fan_out(
+        self,
+        auth: RequestAuth,
+        envelopes: Sequence[Envelope],
+        *,
+        kind: EnvelopeKind,
+        case_ref: str,
+        subject_ref: str,
+        to_self: str,
+    ) -> str:
+        """A request sealed once per recipient (dat-request, case message): one
+        envelope each, every one bound to the request and signed by the caller, none
+        to itself (`to_self` says so). Returns the exchange id they share."""
+        exchange_id = envelopes[0].exchange_id
+        recipients = [env.recipient for env in envelopes]
+        if len(set(recipients)) != len(recipients):
+            raise bad(["envelopes"], "one envelope per recipient")
+        for i, env in enumerate(envelopes):
+            self._check_binding(
+                env,
+                ["envelopes", i],
+                kind=kind,
+                exchange_id=exchange_id,
+                case_ref=case_ref,
+                subject_ref=subject_ref,
+            )
+            self._check_signature(auth, env, ["envelopes", i])
+            if env.recipient == auth.org:
+                raise bad(["envelopes", i, "recipient"], to_self)
+        return exchange_id
+
+    def _fan_out(
+        self, tx: Tx, envelopes: Sequence[Envelope], view: CaseView, now: int
+    ) -> tuple[list[Envelope], list[tuple[str, DenyCode]]]:
+        """Inside the job: the recipients' keys (400), then who may receive (each
+        recipient delivered to or denied with its code)."""
+        for i, env in enumerate(envelopes):
+            self._check_recipient_key(env, ["envelopes", i])
+        delivered: list[Envelope] = []
+        denied: list[tuple[str, DenyCode]] = []
+        for env in envelopes:
+            code = self._recipient(tx, env.recipient, view, now)
+            if code is None:
+                delivered.append(env)
+            else:
+                denied.append((env.recipient, code))
+        return delivered, denied
+
     def _check_recipient_key(self, env: Envelope, loc: list[str | int]) -> None:
         rec = self._directory.get(env.recipient)
         if rec is None or rec.role == "hub":
@@ -135,17 +251,15 @@ class ExchangeBase:
         case_ref: str,
         body_hash: bytes,
         now: int,
+        replay: Replay | None = None,
     ) -> Admitted:
         """Idempotent replay, then forbidden-role / not-a-member, 404, 409 exchange-exists,
-        declaration-required / not-a-participant, 409 case-closed."""
+        declaration-required / not-a-participant, 409 case-closed. `replay` finds the
+        caller's earlier identical request (default: a dat or wat exchange)."""
         auth.persist(tx)
-        existing = stores.get_exchange(tx, exchange_id)
-        if (
-            existing is not None
-            and existing.requester == auth.org
-            and existing.body_sha256 == body_hash
-        ):
-            return Admitted(None, None, replay=Done(202, json.loads(existing.response)))
+        done = (replay or replay_exchange)(tx, auth, exchange_id, body_hash)
+        if done is not None:
+            return Admitted(None, None, replay=done)
         where = {"case_ref": case_ref, "exchange_id": exchange_id}
         sender = party(tx, auth.caller, now, case_ref)
         if code := membership(sender):
@@ -156,7 +270,7 @@ class ExchangeBase:
         if case is None:
             raise NotFound("Unknown case.")
         # Exchange ids are unique per hub, across dat/wat exchanges and case messages.
-        if existing is not None or message_store.get_message(tx, exchange_id) is not None:
+        if message_store.exchange_id_taken(tx, exchange_id):
             raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
         view = CaseView(case.case_ref, case.participants)
         if code := case_access(sender, view):

@@ -18,14 +18,23 @@ from typing import Any
 
 from gateway.crypto.canonical import canonical_sha256
 from gateway.crypto.envelope import payload_hash
-from gateway.errors import Conflict, DenyCode, NotFound
+from gateway.errors import Conflict, DenyCode
 from gateway.models import Envelope, EnvelopeKind, MessageIn, ReferralIn
-from gateway.policy.access import MEMBER_ROLES, CaseView, case_access, membership
+from gateway.policy.access import MEMBER_ROLES, membership
 from gateway.services.auth import RequestAuth
-from gateway.services.exchange_base import PRECEDENCE, ExchangeBase, bad, compact
+from gateway.services.exchange_base import (
+    ExchangeBase,
+    bad,
+    compact,
+    deny_recipients,
+    fan_out_entry,
+    fan_out_response,
+    first_denial,
+    payload_hashes,
+)
 from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
 from gateway.services.parties import party
-from gateway.storage import message_store, stores
+from gateway.storage import message_store
 from gateway.storage.database import Tx
 from gateway.storage.ledger_store import LedgerRef
 from gateway.storage.message_store import MessageRecord
@@ -91,100 +100,59 @@ class MessageService(ExchangeBase):
     # -- POST /api/v1/messages -------------------------------------------------------------
 
     async def submit_message(self, auth: RequestAuth, req: MessageIn, raw: dict[str, Any]) -> Done:
-        exchange_id = req.envelopes[0].exchange_id
-        recipients = [env.recipient for env in req.envelopes]
-        if len(set(recipients)) != len(recipients):
-            raise bad(["envelopes"], "one envelope per recipient")
-        for i, env in enumerate(req.envelopes):
-            self._check_binding(
-                env,
-                ["envelopes", i],
-                kind=EnvelopeKind.MESSAGE,
-                exchange_id=exchange_id,
-                case_ref=req.case_ref,
-                subject_ref=req.subject_ref,
-            )
-            self._check_signature(auth, env, ["envelopes", i])
-            if env.recipient == auth.org:
-                raise bad(["envelopes", i, "recipient"], "a message to yourself")
+        exchange_id = self._check_fan_out(
+            auth,
+            req.envelopes,
+            kind=EnvelopeKind.MESSAGE,
+            case_ref=req.case_ref,
+            subject_ref=req.subject_ref,
+            to_self="a message to yourself",
+        )
         body_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
         where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
 
         def job(tx: Tx) -> Outcome:
-            auth.persist(tx)
-            if (replay := self._replay(tx, auth, exchange_id, body_hash)) is not None:
-                return replay
-            sender = party(tx, auth.caller, now, req.case_ref)
-            if code := membership(sender):
-                return deny(tx, code, action="message", org=auth.org, now_ms=now, **where)
-            case = stores.get_case(tx, req.case_ref)
-            if case is None:
-                raise NotFound("Unknown case.")
-            if message_store.exchange_id_taken(tx, exchange_id):
-                raise Conflict(
-                    "This exchange_id was used for another request.", code="exchange-exists"
-                )
-            view = CaseView(case.case_ref, case.participants)
-            if code := case_access(sender, view):
-                return deny(tx, code, action="message", org=auth.org, now_ms=now, **where)
-            if case.status == "closed":
-                raise Conflict("The case is closed.", code="case-closed")
-            if req.subject_ref and req.subject_ref not in case.subjects:
+            admitted = self._admit(
+                tx,
+                auth,
+                action="message",
+                exchange_id=exchange_id,
+                case_ref=req.case_ref,
+                body_hash=body_hash,
+                now=now,
+                replay=self._replay,
+            )
+            if admitted.replay is not None:
+                return admitted.replay
+            if admitted.denied is not None:
+                return admitted.denied
+            assert admitted.case is not None
+            assert admitted.view is not None
+            if req.subject_ref and req.subject_ref not in admitted.case.subjects:
                 raise bad(["subject_ref"], "is not a subject of this case")
-            for i, env in enumerate(req.envelopes):
-                self._check_recipient_key(env, ["envelopes", i])
             self._check_blobs(tx, auth, req.blobs)
-            delivered: list[Envelope] = []
-            denied: list[tuple[str, DenyCode]] = []
-            for env in req.envelopes:
-                code = self._recipient(tx, env.recipient, view, now)
-                if code is None:
-                    delivered.append(env)
-                else:
-                    denied.append((env.recipient, code))
+            delivered, denied = self._fan_out(tx, req.envelopes, admitted.view, now)
             refs: list[LedgerRef] = []
             if delivered:
-                hashes = {
-                    env.recipient: payload_hash(env.model_dump(mode="json")) for env in delivered
-                }
-                refs.append(
-                    tx.append_ledger(
-                        "message",
-                        now,
-                        {
-                            **where,
-                            "subject_ref": req.subject_ref,
-                            "sender": auth.org,
-                            "recipients": sorted(hashes),
-                            "payload_sha256": {o: h.hex() for o, h in sorted(hashes.items())},
-                            "blobs": sorted(req.blobs),
-                            "request_sha256": body_hash.hex(),
-                        },
-                        (auth.org, *hashes),
-                    )
-                )
-            refs += [
-                record_denial(
-                    tx,
-                    code=code,
-                    action="message",
-                    org=auth.org,
-                    now_ms=now,
-                    subject_org=org,
+                hashes = payload_hashes(delivered)
+                body = {
                     **where,
-                )
-                for org, code in denied
-            ]
+                    "subject_ref": req.subject_ref,
+                    "sender": auth.org,
+                    **fan_out_entry(hashes),
+                    "blobs": sorted(req.blobs),
+                    "request_sha256": body_hash.hex(),
+                }
+                refs.append(tx.append_ledger("message", now, body, (auth.org, *hashes)))
+            refs += deny_recipients(
+                tx, denied, action="message", org=auth.org, now=now, where=where
+            )
             if not delivered:
-                first = min((c for _, c in denied), key=PRECEDENCE.index)
-                return Denied(first, DETAILS[first], tuple(refs))
-            response = {
-                "exchange_id": exchange_id,
-                "delivered": sorted(env.recipient for env in delivered),
-                "denied": [{"org": org, "code": code.value} for org, code in denied],
-                "ledger": [r.to_json() for r in refs],
-            }
+                return first_denial(denied, refs)
+            response = fan_out_response(
+                exchange_id, [env.recipient for env in delivered], denied, refs
+            )
             self._record(
                 tx,
                 kind=EnvelopeKind.MESSAGE,

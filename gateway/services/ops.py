@@ -34,20 +34,45 @@ from gateway.storage.backup import (
     exclusive_database,
     install_database,
 )
+from gateway.storage.blob_backup import (
+    BlobCopyReport,
+    blobs_folder_of,
+    pin_blobs,
+    restore_blobs,
+    snapshot_blobs,
+    write_backup_blobs,
+)
+from gateway.storage.blob_files import BlobFiles
 from gateway.storage.database import Database, Tx
 from gateway.storage.records import OrgRecord
 
 # -- backup and restore ------------------------------------------------------------
 
 
-def backup(settings: Settings, out: Path, *, force: bool = False) -> DatabaseInfo:
-    """Write a consistent copy of the hub's database to `out` (mode 0600), online."""
+@dataclass(frozen=True, slots=True)
+class BackupReport:
+    info: DatabaseInfo
+    blobs: BlobCopyReport  # the attachment blobs the snapshot names, in `<out>.blobs/`
+
+
+def backup(settings: Settings, out: Path, *, force: bool = False) -> BackupReport:
+    """Write a consistent copy of the hub's database to `out` (mode 0600), online, and
+    the blob files its rows name to `<out>.blobs/`, each checked against its id.
+
+    The blob files present are pinned (hard links) before the snapshot starts, so a
+    blob the hub deletes while the copy runs is still in the backup if the snapshot
+    names it; blobs uploaded after the snapshot are not in it, like their rows.
+    """
     database = settings.node.database
     if out.resolve() == database.resolve():
         raise ConfigError("--out names the hub's own database")
     if out.exists() and not force:
         raise ConfigError(f"{out} exists; give --force to replace it")
-    return backup_database(database, out)
+    live = BlobFiles.next_to(database).folder
+    with pin_blobs(live) as pin:
+        info = backup_database(database, out)
+        blobs = write_backup_blobs(snapshot_blobs(out), [pin, live], blobs_folder_of(out))
+    return BackupReport(info, blobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +83,7 @@ class RestoreReport:
     verify: VerifyReport
     installed: bool
     previous: Path | None  # where the replaced database is kept
+    blobs: BlobCopyReport | None = None  # when installed
 
 
 def restore(
@@ -69,7 +95,9 @@ def restore(
     The backup is first copied beside the database (a consistent, checked copy; the
     backup file itself is never changed) and verified there; a copy that fails is
     removed and nothing is replaced. The replaced database stays beside it as
-    `<name>.replaced-<ms>`.
+    `<name>.replaced-<ms>`. The blobs the restored rows name are copied from
+    `<source>.blobs/` into the hub's blob folder, each checked against its id; the
+    report names the missing and corrupt ones (their messages' recipients get 404).
     """
     target = settings.node.database
     if not source.is_file():
@@ -91,8 +119,13 @@ def restore(
             else None
         )
         with exclusive_database(target):
+            blobs = restore_blobs(
+                snapshot_blobs(staged),
+                blobs_folder_of(source),
+                BlobFiles.next_to(target).folder,
+            )
             install_database(staged, target, keep_previous=previous)
-        return RestoreReport(source, target, info, report, installed=True, previous=previous)
+        return RestoreReport(source, target, info, report, True, previous, blobs)
     finally:
         for leftover in [staged, *companions(staged)]:
             with contextlib.suppress(OSError):

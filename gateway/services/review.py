@@ -48,6 +48,8 @@ STEP_TYPES = (
     "known-check",
     "declaration",
     "accession",
+    "message",
+    "referral",
 )
 TYPE_ALIASES: Mapping[str, tuple[str, ...]] = {
     "dat": ("dat-request", "dat-answer"),
@@ -239,7 +241,7 @@ class ReviewService:
             out_steps.append({**entry, "body": body, "proof": proof})
         first = out_steps[0]
         orgs = sorted(
-            {o for s in out_steps for o in (s["org"], s["counterpart"]) if o}
+            {o for s in out_steps for o in (s["org"], s["counterpart"]) if o and ", " not in o}
             | {
                 o
                 for s in out_steps

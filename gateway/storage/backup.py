@@ -53,7 +53,7 @@ def companions(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in _COMPANIONS]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -119,7 +119,7 @@ def backup_database(src: Path, dst: Path, *, mode: int = 0o600) -> DatabaseInfo:
             source.close()
         _fsync_file(partial)
         os.replace(partial, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot copy {src}: {exc}") from exc
     finally:
@@ -192,4 +192,4 @@ def install_database(staged: Path, target: Path, *, keep_previous: Path | None) 
         stale.unlink(missing_ok=True)
     _fsync_file(staged)
     os.replace(staged, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)

@@ -16,23 +16,40 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
-_TMP_PREFIX = ".upload-"
+UPLOAD_PREFIX = ".upload-"
+# Folders of hard links a running backup keeps (storage/blob_backup.py).
+PIN_PREFIX = ".backup-pin-"
+STALE_PIN_S = 86_400.0
 
 
 def is_blob_id(value: str) -> bool:
     return _BLOB_ID.fullmatch(value) is not None
 
 
+def drop_stale_pins(folder: Path, *, older_than_s: float = STALE_PIN_S) -> None:
+    """Remove pin folders a crashed backup left: they would keep deleted blobs alive.
+    A day old at least, so a running backup's pins stay."""
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for pin in folder.glob(PIN_PREFIX + "*"):
+        with contextlib.suppress(FileNotFoundError):
+            if pin.is_dir() and pin.stat().st_mtime < cutoff:
+                shutil.rmtree(pin, ignore_errors=True)
+
+
 class Upload:
     """One blob being received: hash and size counted as the bytes arrive."""
 
     def __init__(self, folder: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
+        fd, name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=folder)
         self._fd = fd
         self.path = Path(name)
         self._hash = hashlib.sha256()
@@ -87,11 +104,16 @@ class BlobFiles:
         return cls(database.parent / "blobs")
 
     def open(self) -> None:
-        """Create the folder (owner only) and drop uploads a crash left behind."""
+        """Create the folder (owner only) and drop uploads and backup pins a crash left
+        behind."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for stale in self.folder.glob(_TMP_PREFIX + "*"):
+        for stale in self.folder.glob(UPLOAD_PREFIX + "*"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+        self.drop_stale_pins()
+
+    def drop_stale_pins(self) -> None:
+        drop_stale_pins(self.folder)
 
     def start(self) -> Upload:
         return Upload(self.folder)

@@ -54,8 +54,18 @@ def _first_str(body: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
+def _recipients(body: dict[str, Any]) -> str | None:
+    """A case message's recipients, for display ("a, b"); the org filter reads
+    ledger_actors, not this."""
+    listed = body.get("recipients")
+    if not isinstance(listed, list) or not listed:
+        return None
+    return ", ".join(str(o) for o in listed)
+
+
 def _review_row(index: int, entry_type: str, time_ms: int, body: dict[str, Any]) -> tuple[Any, ...]:
-    """The review index's row of an entry (what the privacy officers' filters read)."""
+    """The review index's row of an entry (what the privacy officers' filters read).
+    Messages and referrals name their parties `sender` and `recipients`/`recipient`."""
     case_ref = _first_str(body, "case_ref")
     return (
         index,
@@ -65,8 +75,9 @@ def _review_row(index: int, entry_type: str, time_ms: int, body: dict[str, Any])
         case_ref,
         _first_str(body, "theme"),
         case_ref,
-        _first_str(body, "requester", "from", "org"),
-        _first_str(body, "holder", "to", "denied_org"),
+        _first_str(body, "requester", "from", "org", "sender"),
+        _first_str(body, "holder", "to", "denied_org", "recipient")
+        or (_recipients(body) if entry_type == "message" else None),
         _first_str(body, "decision"),
         _first_str(body, "code") if entry_type == "denied" else None,
     )

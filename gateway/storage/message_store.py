@@ -140,13 +140,19 @@ def known_blob_ids(tx: Tx) -> set[str]:
     return {str(r[0]) for r in tx.conn.execute("SELECT DISTINCT blob_id FROM blobs").fetchall()}
 
 
-def blob_totals(tx: Tx) -> tuple[int, int]:
-    """(blobs, bytes) stored, each blob counted once."""
+def blob_totals(tx: Tx) -> tuple[int, int, int | None]:
+    """(blobs, bytes) stored, each blob counted once, and the upload time of the oldest
+    blob a recipient has not fetched yet (None: every named blob was fetched)."""
     row = tx.conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM"
         " (SELECT blob_id, MAX(size) AS size FROM blobs GROUP BY blob_id)"
     ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    oldest = tx.conn.execute(
+        "SELECT MIN(b.created_ms) FROM blobs b WHERE EXISTS (SELECT 1 FROM blob_recipients r"
+        " WHERE r.blob_id = b.blob_id AND r.fetched_ms IS NULL)"
+    ).fetchone()
+    count, size = (int(row[0]), int(row[1])) if row else (0, 0)
+    return count, size, None if oldest is None or oldest[0] is None else int(oldest[0])
 
 
 def purge_case_messages(tx: Tx, case_refs: Sequence[str]) -> list[str]:

@@ -77,6 +77,10 @@ def build_hub(
     def totals(found: BlobTotals) -> None:
         metrics.blobs_stored.set(found.count)
         metrics.blob_bytes_stored.set(found.bytes)
+        oldest = found.oldest_unfetched_ms
+        metrics.blob_oldest_unfetched.set(0 if oldest is None else oldest / 1000)
+
+    metrics.blob_budget.set(settings.messages.blob_store_budget_bytes)
 
     blobs = BlobService(
         db, BlobFiles.next_to(settings.node.database), clock, settings.messages, on_totals=totals

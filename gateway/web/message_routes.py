@@ -16,12 +16,37 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.errors import NotFound
+from gateway.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    StorageFull,
+    Unauthenticated,
+)
 from gateway.models import MessageIn, ReferralIn
 from gateway.web.hub_routes import done, parse
 from gateway.web.state import HUB, auth_of
 
 routes = web.RouteTableDef()
+
+# zvh_gateway_blob_uploads_total{outcome}: what the alerts watch (413s, a full store).
+_UPLOAD_OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
+    (PayloadTooLarge, "too-large"),
+    (StorageFull, "storage-full"),
+    (Unauthenticated, "digest-mismatch"),
+    (InvalidRequest, "invalid"),
+    (Forbidden, "refused"),
+)
+
+
+def upload_outcome(exc: BaseException) -> str:
+    for kind, outcome in _UPLOAD_OUTCOMES:
+        if isinstance(exc, kind):
+            return outcome
+    return "cut-off"  # the client went away, or the upload failed at the hub
+
+
 UPLOAD_CHUNK = 64 * 1024
 DOWNLOAD_CHUNK = 256 * 1024
 
@@ -36,7 +61,13 @@ async def put_blob(request: web.Request) -> web.Response:
             received.inc(len(chunk))
             yield chunk
 
-    result = await hub.blobs.upload(auth_of(request), request.content_length, chunks())
+    uploads = hub.metrics.blob_uploads
+    try:
+        result = await hub.blobs.upload(auth_of(request), request.content_length, chunks())
+    except BaseException as exc:
+        uploads.labels(upload_outcome(exc)).inc()
+        raise
+    uploads.labels("stored").inc()
     await hub.blobs.publish()
     return done(result)
 

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tests.conftest import free_port
 
@@ -237,3 +237,58 @@ def iter_files(*roots: Path) -> Iterator[Path]:
             yield root
         elif root.is_dir():
             yield from (p for p in sorted(root.rglob("*")) if p.is_file())
+
+
+# -- partner scripts (partner_proc.py, message_proc.py) run as processes -----------------
+
+Started = tuple[subprocess.Popen[bytes], Path, Path]  # the process, its stdout and stderr
+
+
+def spawn_script(
+    procs: Processes,
+    script: Path,
+    setup: HubSetup,
+    out_dir: Path,
+    *,
+    org: str,
+    spec: dict[str, Any],
+    timeout_s: float,
+) -> Started:
+    """Run a partner script for `org` against the hub; its JSON spec on the command line,
+    its output in `out_dir/<org>.stdout|stderr`."""
+    full = {"url": setup.url, "key_file": str(setup.key_files[org]), "timeout_s": timeout_s}
+    full.update(spec)
+    stdout, stderr = out_dir / f"{org}.stdout", out_dir / f"{org}.stderr"
+    proc = procs.spawn(
+        [sys.executable, str(script), json.dumps(full)], stdout=stdout, stderr=stderr
+    )
+    return proc, stdout, stderr
+
+
+def wait_ready(started: Started, timeout_s: float) -> None:
+    """Until the script says it has signed its accession (so it can be addressed)."""
+    proc, stdout, stderr = started
+    deadline = time.monotonic() + timeout_s
+    while '"event": "ready"' not in stdout.read_text(encoding="utf-8"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = stdout.read_text(encoding="utf-8")
+            err = stderr.read_text(encoding="utf-8", errors="replace")
+            raise AssertionError(f"{stdout.stem} not ready\nstdout:\n{out}\nstderr:\n{err[-4000:]}")
+        time.sleep(0.05)
+
+
+def result_of(started: Started, timeout_s: float) -> dict[str, Any]:
+    """The script's last line, a JSON object with `ok: true`."""
+    proc, stdout, stderr = started
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"partner process {stdout.stem} still running") from None
+    out = stdout.read_text(encoding="utf-8")
+    err = stderr.read_text(encoding="utf-8", errors="replace")
+    assert rc == 0, f"{stdout.stem} exited {rc}\nstdout:\n{out}\nstderr:\n{err[-4000:]}"
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines, f"{stdout.stem} printed nothing\nstderr:\n{err[-4000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    assert result["ok"] is True, result
+    return result

@@ -6,10 +6,7 @@ the recipient has fetched it and acknowledged the message."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import synthetic_pid
-from tests.e2e.hubproc import HubProcess, HubSetup, Processes, create_hub, iter_files
+from tests.e2e.hubproc import (
+    HubProcess,
+    HubSetup,
+    Processes,
+    Started,
+    create_hub,
+    iter_files,
+    result_of,
+    spawn_script,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,34 +47,8 @@ def procs() -> Any:
         p.cleanup()
 
 
-def spawn(
-    procs: Processes, setup: HubSetup, out: Path, org: str, spec: dict[str, Any]
-) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    full = {"url": setup.url, "key_file": str(setup.key_files[org]), "timeout_s": 60, **spec}
-    stdout, stderr = out / f"{org}.stdout", out / f"{org}.stderr"
-    proc = procs.spawn(
-        [sys.executable, str(SCRIPT), json.dumps(full)], stdout=stdout, stderr=stderr
-    )
-    return proc, stdout, stderr
-
-
-def result_of(proc: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> dict[str, Any]:
-    rc = proc.wait(timeout=TIMEOUT_S)
-    out = stdout.read_text(encoding="utf-8")
-    err = stderr.read_text(encoding="utf-8", errors="replace")
-    assert rc == 0, f"{stdout.stem} exited {rc}\nstdout:\n{out}\nstderr:\n{err[-4000:]}"
-    result: dict[str, Any] = json.loads(out.splitlines()[-1])
-    assert result["ok"] is True, result
-    return result
-
-
-def wait_ready(proc: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while '"event": "ready"' not in stdout.read_text(encoding="utf-8"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            err = stderr.read_text(encoding="utf-8", errors="replace")
-            raise AssertionError(f"{stdout.stem} not ready\nstderr:\n{err[-4000:]}")
-        time.sleep(0.05)
+def spawn(procs: Processes, setup: HubSetup, out: Path, org: str, spec: dict[str, Any]) -> Started:
+    return spawn_script(procs, SCRIPT, setup, out, org=org, spec=spec, timeout_s=60)
 
 
 def occurs_in(needle: bytes, path: Path) -> bool:
@@ -100,7 +81,7 @@ def test_25_mb_attachment_between_processes(tmp_path: Path, procs: Processes) ->
     receiver = spawn(
         procs, setup, out, VT, {"role": "receiver", "dest": str(dest), "go_file": str(go)}
     )
-    wait_ready(*receiver)
+    wait_ready(receiver, TIMEOUT_S)
 
     sender = spawn(
         procs,
@@ -116,7 +97,7 @@ def test_25_mb_attachment_between_processes(tmp_path: Path, procs: Processes) ->
             "text": TEXT,
         },
     )
-    sent = result_of(*sender)
+    sent = result_of(sender, TIMEOUT_S)
     assert sent["delivered"] == [VT]
     blob = setup.hub_dir / "blobs" / sent["blob_id"]
     assert blob.stat().st_size == sent["size"] > SIZE
@@ -129,7 +110,7 @@ def test_25_mb_attachment_between_processes(tmp_path: Path, procs: Processes) ->
     assert not occurs_in(TEXT.encode(), setup.database)
 
     go.touch()
-    got = result_of(*receiver)
+    got = result_of(receiver, TIMEOUT_S)
     assert got["from"] == ZVH
     assert got["text"] == TEXT
     assert got["filename"] == "dossier.pdf"

@@ -12,8 +12,6 @@ import contextlib
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import BIRTH, BSN, NAME, synthetic_pid
-from tests.e2e.hubproc import HubProcess, HubSetup, Processes, create_hub, iter_files
+from tests.e2e.hubproc import (
+    HubProcess,
+    HubSetup,
+    Processes,
+    Started,
+    create_hub,
+    iter_files,
+    result_of,
+    spawn_script,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -54,39 +62,8 @@ def procs() -> Iterator[Processes]:
 
 def spawn_partner(
     procs: Processes, setup: HubSetup, out_dir: Path, org: str, spec: dict[str, Any]
-) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    full = {"url": setup.url, "key_file": str(setup.key_files[org]), "timeout_s": 25, **spec}
-    stdout, stderr = out_dir / f"{org}.stdout", out_dir / f"{org}.stderr"
-    proc = procs.spawn(
-        [sys.executable, str(PARTNER_SCRIPT), json.dumps(full)], stdout=stdout, stderr=stderr
-    )
-    return proc, stdout, stderr
-
-
-def wait_ready(proc: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> None:
-    """Until the responder says it has signed its accession (so it can be addressed)."""
-    deadline = time.monotonic() + PROCESS_TIMEOUT_S
-    while '"event": "ready"' not in stdout.read_text(encoding="utf-8"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = stdout.read_text(encoding="utf-8")
-            err = stderr.read_text(encoding="utf-8", errors="replace")
-            raise AssertionError(f"{stdout.stem} not ready\nstdout:\n{out}\nstderr:\n{err}")
-        time.sleep(0.05)
-
-
-def result_of(proc: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> dict[str, Any]:
-    try:
-        rc = proc.wait(timeout=PROCESS_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"partner process {stdout.stem} still running") from None
-    out = stdout.read_text(encoding="utf-8")
-    err = stderr.read_text(encoding="utf-8", errors="replace")
-    assert rc == 0, f"{stdout.stem} exited {rc}\nstdout:\n{out}\nstderr:\n{err}"
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert lines, f"{stdout.stem} printed nothing\nstderr:\n{err}"
-    result: dict[str, Any] = json.loads(lines[-1])
-    assert result["ok"] is True, result
-    return result
+) -> Started:
+    return spawn_script(procs, PARTNER_SCRIPT, setup, out_dir, org=org, spec=spec, timeout_s=25)
 
 
 def needles() -> dict[str, bytes]:
@@ -124,7 +101,7 @@ def test_dat_round_trip_between_processes(tmp_path: Path, procs: Processes) -> N
         spec = {"role": "responder", "decision": decision, "contact": CONTACTS[org]}
         started[org] = spawn_partner(procs, setup, out_dir, org, spec)
     for org in DECISIONS:
-        wait_ready(*started[org])
+        wait_ready(started[org], PROCESS_TIMEOUT_S)
     started[ZVH] = spawn_partner(
         procs,
         setup,
@@ -139,7 +116,7 @@ def test_dat_round_trip_between_processes(tmp_path: Path, procs: Processes) -> N
             "person": PERSON,
         },
     )
-    results = {org: result_of(*s) for org, s in started.items()}
+    results = {org: result_of(s, PROCESS_TIMEOUT_S) for org, s in started.items()}
 
     # The ZVH got both answers, with the contact routes sealed by each partner.
     zvh = results[ZVH]

@@ -136,11 +136,11 @@ def test_backup_refuses_to_overwrite_and_to_name_the_hub_database(
 ) -> None:
     settings, _ = hub_dir
     out = tmp_path / "b.sqlite3"
-    first = ops.backup(settings, out)
+    first = ops.backup(settings, out).info
     assert first.ledger_size > 0
     with pytest.raises(ConfigError, match="--force"):
         ops.backup(settings, out)
-    assert ops.backup(settings, out, force=True).ledger_size == first.ledger_size
+    assert ops.backup(settings, out, force=True).info.ledger_size == first.ledger_size
     with pytest.raises(ConfigError, match="own database"):
         ops.backup(settings, settings.node.database, force=True)
     with pytest.raises(BackupError, match="no such database"):

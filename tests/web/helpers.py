@@ -24,6 +24,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.adapters.attachments import seal_each
 from gateway.adapters.client import HubClient
 from gateway.crypto.encoding import b64_encode, b64u_encode, sha256
 from gateway.crypto.httpsig import content_digest, sign_request
@@ -300,15 +301,13 @@ async def dat_body(
     content: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A valid dat-request body: one envelope sealed to each recipient."""
-    envelopes = [
-        await sender.seal_to(
-            org,
-            kind="dat-request",
-            exchange_id=exchange_id,
-            case_ref=case_ref,
-            subject_ref=subject_ref,
-            body=dict(content or {"question": "known?"}),
-        )
-        for org in recipients
-    ]
+    envelopes = await seal_each(
+        sender,
+        recipients,
+        kind="dat-request",
+        exchange_id=exchange_id,
+        case_ref=case_ref,
+        subject_ref=subject_ref,
+        body=dict(content or {"question": "known?"}),
+    )
     return {"case_ref": case_ref, "subject_ref": subject_ref, "envelopes": envelopes}

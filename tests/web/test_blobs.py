@@ -5,6 +5,7 @@ every recipient fetched and acknowledged, and the sweep of unreferenced blobs.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -278,7 +279,9 @@ async def test_blob_deleted_only_after_every_recipient_fetched_and_acked(
     assert stored_blobs(network) == []
 
 
-async def test_sweep_drops_unreferenced_and_expired_blobs(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def frozen_hub(tmp_path: Path) -> AsyncIterator[tuple[Network, HubServer, FrozenClock]]:
+    """A hub on a clock the test moves (sweeps, retention), every member acceded."""
     settings, keys = make_hub_dir(tmp_path, free_port())
     clock = FrozenClock(int(time.time() * 1000))  # after the protocol was published
     server = HubServer(build_hub(settings, clock=clock))
@@ -287,6 +290,16 @@ async def test_sweep_drops_unreferenced_and_expired_blobs(tmp_path: Path) -> Non
     try:
         for org in MEMBERS:
             await net.client(org, clock=clock).accede()
+        yield net, server, clock
+    finally:
+        for c in net.clients:
+            await c.close()
+        await server.stop()
+
+
+async def test_sweep_drops_unreferenced_and_expired_blobs(tmp_path: Path) -> None:
+    async with frozen_hub(tmp_path) as (net, server, clock):
+        settings = net.settings
         await open_case(net)
         police = net.client("politie-test", clock=clock)
         loose, kept = write_file(tmp_path, 1000, "a.bin")[0], write_file(tmp_path, 1000, "b.bin")[0]
@@ -302,10 +315,6 @@ async def test_sweep_drops_unreferenced_and_expired_blobs(tmp_path: Path) -> Non
         metrics = server.hub.metrics.render().decode()
         assert "zvh_gateway_blobs_stored 0.0" in metrics
         assert "zvh_gateway_blob_stored_bytes 0.0" in metrics
-    finally:
-        for c in net.clients:
-            await c.close()
-        await server.stop()
 
 
 async def test_a_replayed_upload_is_refused(network: Network) -> None:
@@ -348,14 +357,8 @@ async def test_an_attachment_the_hub_did_not_list_is_refused_by_the_recipient(
 
 
 async def test_retention_deletes_the_blobs_of_a_purged_case(tmp_path: Path) -> None:
-    settings, keys = make_hub_dir(tmp_path, free_port())
-    clock = FrozenClock(int(time.time() * 1000))
-    server = HubServer(build_hub(settings, clock=clock))
-    await server.start()
-    net = Network(f"http://127.0.0.1:{settings.http.port}", settings, server.hub, keys)
-    try:
-        for org in MEMBERS:
-            await net.client(org, clock=clock).accede()
+    async with frozen_hub(tmp_path) as (net, server, clock):
+        settings = net.settings
         zvh = net.client("zvh-test", clock=clock)
         await open_case(net)
         police = net.client("politie-test", clock=clock)
@@ -371,10 +374,6 @@ async def test_retention_deletes_the_blobs_of_a_purged_case(tmp_path: Path) -> N
         assert stored_blobs(net) == []
         row = await query_one(settings.node.database, "SELECT COUNT(*) FROM messages")
         assert row == (0,)
-    finally:
-        for c in net.clients:
-            await c.close()
-        await server.stop()
 
 
 async def test_an_answer_may_carry_attachments(network: Network, tmp_path: Path) -> None:

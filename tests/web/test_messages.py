@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gateway.adapters.attachments import seal_each
 from gateway.adapters.client import HubClient, HubError
 from gateway.crypto.envelope import payload_hash
 from tests.conftest import Network, accede_all
@@ -44,17 +45,15 @@ async def message_body(
     blobs: list[str] | None = None,
     text: str = SECRET,
 ) -> dict[str, Any]:
-    envelopes = [
-        await sender.seal_to(
-            org,
-            kind="message",
-            exchange_id=exchange_id,
-            case_ref=case_ref,
-            subject_ref=subject_ref,
-            body={"text": text, "attachments": []},
-        )
-        for org in recipients
-    ]
+    envelopes = await seal_each(
+        sender,
+        recipients,
+        kind="message",
+        exchange_id=exchange_id,
+        case_ref=case_ref,
+        subject_ref=subject_ref,
+        body={"text": text, "attachments": []},
+    )
     return {
         "case_ref": case_ref,
         "subject_ref": subject_ref,
