@@ -107,10 +107,23 @@ class InboxService:
             del leases[mid]
         return leases
 
-    async def fetch(self, auth: RequestAuth, *, wait_s: float, limit: int) -> list[dict[str, Any]]:
+    async def fetch(
+        self,
+        auth: RequestAuth,
+        *,
+        wait_s: float,
+        limit: int,
+        connected: Callable[[], bool] = lambda: True,
+    ) -> list[dict[str, Any]]:
+        """Messages for `auth.org`, leased for the visibility timeout; waits up to
+        `wait_s` for the first. `connected` says whether the caller is still there: a
+        poll whose client went away (the HTTP layer does not cancel it) must not lease
+        messages nobody will receive, or they would wait out the lease."""
         org = auth.org
         deadline = self._clock.monotonic() + min(wait_s, self.max_wait_s)
         while True:
+            if not connected():
+                return []
             # Register before reading, so a message committed in between still wakes us.
             waiter = self._waiters.add(org)
             try:
@@ -123,6 +136,8 @@ class InboxService:
                 fresh = [m for m in found if m.message_id not in leases]
                 remaining = deadline - self._clock.monotonic()
                 if fresh or remaining <= 0:
+                    if not connected():
+                        return []
                     until = self._clock.monotonic() + self._visibility_s
                     for m in fresh:
                         leases[m.message_id] = until

@@ -147,12 +147,19 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return int(value)
 
 
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
+
+
 @routes.get("/api/v1/inbox")
 async def inbox(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     wait = _int_param(request, "wait", 0, 0, hub.inbox.max_wait_s)
     limit = _int_param(request, "limit", 100, 1, 1000)
-    messages = await hub.inbox.fetch(auth_of(request), wait_s=wait, limit=limit)
+    messages = await hub.inbox.fetch(
+        auth_of(request), wait_s=wait, limit=limit, connected=lambda: _connected(request)
+    )
     return web.json_response({"messages": messages})
 
 

@@ -7,9 +7,13 @@ Redelivery tests run on a hub of their own whose visibility timeout is 0.5 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
+import aiohttp
+
+from gateway.adapters.client import HubClient
 from tests.conftest import BSN, NAME, Network
 from tests.web.conftest import RunningHub
 from tests.web.helpers import (
@@ -198,3 +202,22 @@ async def test_limit_leaves_the_rest_for_the_next_fetch(network: Network, wire: 
     [second] = await poll(wire, net, "politie-test", "wait=0&limit=1")
     assert [first["exchange_id"], second["exchange_id"]] == [first_id, second_id]
     assert await poll(wire, net, "politie-test", "wait=0&limit=1") == []
+
+
+async def test_a_poll_whose_client_went_away_leases_nothing(network: Network, wire: Wire) -> None:
+    """aiohttp does not cancel a handler when its client disconnects: the orphaned
+    long-poll must not lease the message it wakes up for, or the next poll would see
+    nothing until the visibility timeout ran out."""
+    await open_case(network)
+    session = aiohttp.ClientSession()
+    gone = HubClient(network.url, network.keys["politie-test"], session=session)
+    waiting = asyncio.create_task(gone.fetch(wait=10))
+    await asyncio.sleep(0.3)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await session.close()
+    await asyncio.sleep(0.1)
+    exchange_id = await ask(network, "politie-test")
+    await asyncio.sleep(0.3)  # the orphaned poll wakes up meanwhile
+    assert [m["exchange_id"] for m in await poll(wire, network, "politie-test")] == [exchange_id]
