@@ -139,6 +139,13 @@ def label(key: str, name: str) -> str | None:
     return key.split(marker, 1)[1].split('"', 1)[0]
 
 
+def _bucket(route: str, le: str) -> str:
+    return (
+        f'zvh_gateway_http_request_duration_seconds_bucket{{le="{le}",method="POST",'
+        f'route="{route}"}}'
+    )
+
+
 def internals(
     before: dict[str, float], after: dict[str, float], window: float, rts: int
 ) -> dict[str, Any]:
@@ -187,6 +194,24 @@ def internals(
         "requests_per_rt": {k: round(v, 2) for k, v in sorted(requests.items()) if v >= 0.005},
         "job_ms": {k: round(v, 3) for k, v in sorted(job_ms.items())},
         "hub_ms": {k: round(v, 1) for k, v in sorted(hub_ms.items())},
+        "loop_lag_ms": 1000
+        * delta("zvh_gateway_event_loop_lag_seconds_sum")
+        / max(delta("zvh_gateway_event_loop_lag_seconds_count"), 1),
+        "loop_lag_over_10ms": 100
+        * (
+            1
+            - delta('zvh_gateway_event_loop_lag_seconds_bucket{le="0.01"}')
+            / max(delta('zvh_gateway_event_loop_lag_seconds_bucket{le="+Inf"}'), 1)
+        ),
+        "dat_over_ms": {
+            bound: 100
+            * (
+                1
+                - delta(_bucket("/api/v1/dat-requests", le))
+                / max(delta(_bucket("/api/v1/dat-requests", "+Inf")), 1)
+            )
+            for bound, le in ((25, "0.025"), (50, "0.05"))
+        },
         "commit_only_ms": (
             delta("zvh_gateway_storage_commit_seconds_sum")
             * 1000
@@ -635,6 +660,12 @@ def print_table(results: list[dict[str, Any]], profiled: bool) -> None:
             f" COMMIT {h['commit_only_ms']:.2f} ms"
         )
         print(f"      mean ms inside the hub: {h['hub_ms']}")
+        over = ", ".join(f"{v:.1f}% over {k} ms" for k, v in h["dat_over_ms"].items())
+        print(f"      dat-requests inside the hub: {over}")
+        print(
+            f"      hub event-loop lag: mean {h['loop_lag_ms']:.1f} ms,"
+            f" {h['loop_lag_over_10ms']:.1f}% of ticks over 10 ms"
+        )
     print(
         "  (CPU % is of one core, over the measured window; this machine has "
         f"{os.cpu_count()} cores shared by the hub and the partner processes; 'other' is\n"

@@ -52,6 +52,12 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "zvh_gateway_event_loop_lag_seconds",
+            "How late a 50 ms timer fires on the event loop (a busy loop delays every request)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
         self.auth_failures = Counter(
             "zvh_gateway_auth_failures_total",
             "Rejected request signatures by code",

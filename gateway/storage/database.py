@@ -1,10 +1,11 @@
 """The hub's SQLite database: connections, migrations and the group-commit writer.
 
-Owns every connection. One writer connection runs all state changes through a
-single task that batches queued jobs into one transaction (one fsync for many
-requests, `synchronous=FULL`); each job runs in its own SAVEPOINT, so one failing
-job never takes the others down. Callers are answered only after the COMMIT
-returned, which is what makes "acknowledged" mean "durable" (write-ahead).
+Owns every connection. One writer connection, on a thread of its own, runs all state
+changes: it batches the jobs queued while its last batch ran into one transaction
+(one fsync for many requests, `synchronous=FULL`); a failing job is undone alone
+(the batch is rerun with a SAVEPOINT per job), so it never takes the others down.
+Callers are answered only after the COMMIT returned, which is what makes
+"acknowledged" mean "durable" (write-ahead).
 
 A job is a plain synchronous function `fn(tx) -> T` that runs on the database
 thread; it must do no network I/O and no heavy CPU work (signatures are checked
@@ -18,10 +19,11 @@ SQLite calls on the event loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
@@ -130,7 +132,25 @@ class _Job(Generic[T]):
     queued: float = field(default_factory=time.monotonic)
 
 
+@dataclass(slots=True)
+class _Call(Generic[T]):
+    """Something other than a job to run on the writer's connection (between batches)."""
+
+    fn: Callable[[sqlite3.Connection], T]
+    future: asyncio.Future[T]
+
+
 _STOP = object()
+
+
+def _set_result(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 class Database:
@@ -144,12 +164,12 @@ class Database:
         self.path = path
         self._batch_max = batch_max
         self._observer = observer
-        self._writer: aiosqlite.Connection | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         self.ledger = LedgerWriter()
         self._ledger_listeners: list[Callable[[list[LedgerRef]], None]] = []
 
@@ -157,14 +177,21 @@ class Database:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        await _on_thread(self._writer, _configure_writer, self._writer._conn)
-        await _on_thread(self._writer, migrate, self._writer._conn)
-        await _on_thread(self._writer, self.ledger.load, self._writer._conn)
+        self._loop = asyncio.get_running_loop()
+        self._jobs = queue.SimpleQueue()
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._writer_main, args=(opened,), name="db-writer", daemon=True
+        )
+        self._thread.start()
+        try:
+            await opened
+        except BaseException:
+            await self._join_writer()
+            raise
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await _on_thread(self._reader, _configure_reader, self._reader._conn)
         self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
-        self._task = asyncio.create_task(self._run(), name="db-writer")
         self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
 
     async def close(self) -> None:
@@ -173,14 +200,37 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
             self._checkpoints = None
-        if self._task is not None:
-            self._queue.put_nowait(_STOP)
-            await self._task
-            self._task = None
-        for conn in (self._checkpointer, self._reader, self._writer):
+        await self._join_writer()  # after every job queued before close
+        for conn in (self._checkpointer, self._reader):
             if conn is not None:
                 await conn.close()
-        self._checkpointer = self._reader = self._writer = None
+        self._checkpointer = self._reader = None
+
+    def _writer_main(self, opened: asyncio.Future[None]) -> None:
+        """The writer thread: open, configure and migrate its connection, then serve."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except Exception as exc:
+            self._post(_set_exception, opened, exc)
+            return
+        try:
+            try:
+                _configure_writer(conn)
+                migrate(conn)
+                self.ledger.load(conn)
+            except Exception as exc:
+                self._post(_set_exception, opened, exc)
+                return
+            self._post(_set_result, opened, None)
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    async def _join_writer(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(thread.join)
 
     async def _checkpoint_loop(self, interval_s: float = 0.5) -> None:
         """Copy the WAL into the database file on a thread of its own.
@@ -207,10 +257,10 @@ class Database:
 
     async def write(self, name: str, fn: Callable[[Tx], T]) -> T:
         """Queue `fn` for the next group commit; returns once it is durable."""
-        if self._task is None:
+        if self._thread is None:
             raise StorageError("database is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(name, fn, future))
+        self._jobs.put(_Job(name, fn, future))
         return await future
 
     async def read(self, name: str, fn: Callable[[Tx], T]) -> T:
@@ -229,67 +279,76 @@ class Database:
 
     async def truncate_wal(self) -> bool:
         """Fold the WAL into the main file and truncate it (after a purge)."""
-        if self._writer is None:
+        if self._thread is None:
             raise StorageError("database is not open")
-        done: bool = await _on_thread(self._writer, _truncate_wal, self._writer._conn)
-        return done
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Call(_truncate_wal, future))
+        return await future
 
     # -- the writer ------------------------------------------------------
 
-    async def _run(self) -> None:
-        """Collect queued jobs into batches and keep the database thread busy.
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        """The writer thread's loop: collect queued jobs into batches, one transaction
+        each, until `_STOP`.
 
-        Up to two batches are in flight: while one commits on the database thread, the
-        next is already queued behind it, so the thread never idles waiting for the
-        event loop to hand over work. The thread runs them strictly in order, and the
-        results are settled in the same order.
+        The thread takes its next batch itself, from everything queued while the last
+        one ran: it never waits for the event loop to hand over work (which, under
+        load, was most of a request's wait). Results go back to the event loop in
+        commit order (`call_soon_threadsafe` keeps it), where `_settle` answers them.
         """
-        assert self._writer is not None
-        writer = self._writer
-        inflight: collections.deque[asyncio.Task[None]] = collections.deque()
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is _STOP:
-                break
-            batch: list[_Job[Any]] = [first]
+        carry: Any = None
+        while True:
+            item = carry if carry is not None else self._jobs.get()
+            carry = None
+            if item is _STOP:
+                return
+            if isinstance(item, _Call):
+                self._run_call(conn, item)
+                continue
+            batch: list[_Job[Any]] = [item]
             while len(batch) < self._batch_max:
                 try:
-                    nxt = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
                     break
-                if nxt is _STOP:
-                    stopping = True
+                if not isinstance(nxt, _Job):
+                    carry = nxt  # a call or _STOP: after this batch
                     break
                 batch.append(nxt)
-            submitted = asyncio.ensure_future(
-                _on_thread(writer, self._run_batch, writer._conn, batch)
-            )
-            previous = inflight[-1] if inflight else None
-            inflight.append(asyncio.create_task(self._commit_batch(batch, submitted, previous)))
-            if len(inflight) >= 2:
-                await inflight.popleft()
-        while inflight:
-            await inflight.popleft()
+            try:
+                result = self._run_batch(conn, batch)
+            except Exception as exc:  # the COMMIT itself failed: nothing is durable
+                self._post(self._fail_batch, batch, exc)
+            else:
+                self._post(self._settle, batch, *result)
 
-    async def _commit_batch(
+    def _run_call(self, conn: sqlite3.Connection, call: _Call[Any]) -> None:
+        try:
+            value = call.fn(conn)
+        except Exception as exc:
+            self._post(_set_exception, call.future, exc)
+        else:
+            self._post(_set_result, call.future, value)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def _fail_batch(self, batch: list[_Job[Any]], exc: Exception) -> None:
+        log.error("group commit failed", extra={"jobs": len(batch), "error": type(exc).__name__})
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(StorageError("the database write failed"))
+
+    def _settle(
         self,
         batch: list[_Job[Any]],
-        submitted: asyncio.Future[tuple[list[tuple[bool, Any, Tx]], float, float]],
-        previous: asyncio.Task[None] | None,
+        outcomes: list[tuple[bool, Any, Tx]],
+        thread_s: float,
+        commit_s: float,
     ) -> None:
-        try:
-            outcomes, thread_s, commit_s = await submitted
-        except Exception as exc:  # the COMMIT itself failed: nothing in the batch is durable
-            log.error(
-                "group commit failed", extra={"jobs": len(batch), "error": type(exc).__name__}
-            )
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(StorageError("the database write failed"))
-            return
-        if previous is not None:
-            await previous  # settle in commit order (ledger listeners see indexes in order)
+        """On the event loop, in commit order: answer the jobs, run their post-commit
+        callbacks, tell the ledger listeners."""
         refs: list[LedgerRef] = []
         for job, (ok, value, tx) in zip(batch, outcomes, strict=True):
             self._observe(job, ok, tx)

@@ -157,6 +157,15 @@ def _wat_backlog(tx: Tx, *, now_ms: int) -> tuple[int, int]:
     return policy_store.wat_backlog(tx, now_ms)
 
 
+async def _loop_lag(hub: Hub, interval_s: float = 0.05) -> None:
+    """Event-loop lag: how late a timer fires. Every request waits that long too."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval_s)
+        hub.metrics.loop_lag.observe(max(0.0, loop.time() - start - interval_s))
+
+
 async def _maintenance(hub: Hub) -> None:
     """Prune expired nonces and old acknowledged messages; publish the gauges."""
     while True:
@@ -294,6 +303,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(hub.ledger.run(), name="checkpoints"),
         asyncio.create_task(hub.directory.run_refresher(), name="directory-refresh"),
         asyncio.create_task(_maintenance(hub), name="maintenance"),
+        asyncio.create_task(_loop_lag(hub), name="loop-lag"),
         asyncio.create_task(_purger(hub), name="purge"),
         asyncio.create_task(_self_check(hub), name="ledger-self-check"),
         asyncio.create_task(hub.review.run_indexer(), name="review-index"),
