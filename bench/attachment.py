@@ -1,7 +1,7 @@
 """Benchmark of a secure case message with a large attachment (issue #8): one partner
 process sends a file through a hub process to another partner process.
 
-    .venv/bin/python bench/attachment.py [--size-mb 25] [--dir DIR] [--keep]
+    .venv/bin/python bench/attachment.py [--size-mb 25] [--dir DIR] [--keep] [--no-adapters]
 
 Sets up a hub folder (init, protocol, two partners: the region's ZVH and Veilig
 Thuis) in a temporary folder and runs three OS processes: the hub
@@ -11,6 +11,10 @@ encrypts and uploads the file (PROTOCOL §4.1) and sends the message; the receiv
 long-polls, downloads and decrypts the attachment, checks its hash and
 acknowledges. Prints a table with the peak resident memory (VmHWM) of each process
 (target: each under 100 MB: nobody holds the file whole) and the throughput.
+
+Then, unless `--no-adapters`, it runs bench/adapter_attachment.py with the same size:
+the same path between two partner *adapter* processes (what issue 8's acceptance 3
+names: the sending adapter, the hub and the receiving adapter).
 
 Not a test: the e2e test tests/e2e/test_attachments.py checks the same path.
 """
@@ -256,6 +260,7 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=25)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--no-adapters", action="store_true", help="client library only")
     parser.add_argument("--partner", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.partner:
@@ -270,6 +275,14 @@ def main() -> int:
         if not args.keep and args.dir is None:
             shutil.rmtree(base, ignore_errors=True)
     ok = result["intact"] and all(k < TARGET_MB * 1024 for k in result["rss_kib"].values())
+    if not args.no_adapters:
+        print("\nthe same through two adapter processes (bench/adapter_attachment.py):", flush=True)
+        adapters = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("adapter_attachment.py")),
+             "--size-mb", str(args.size_mb)],
+            check=False,
+        )  # fmt: skip
+        ok = ok and adapters.returncode == 0
     return 0 if ok else 1
 
 
