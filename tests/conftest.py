@@ -21,6 +21,9 @@ from gateway.services import admin
 from gateway.web.hub_app import HubServer, build_hub
 from gateway.web.state import Hub
 
+# Fixtures shared by the tests that run OS processes (`procs`).
+pytest_plugins = ["tests.e2e.hubproc"]
+
 # CI must be reproducible: the same examples on every run (a failure found locally is
 # kept by the example database). Timing deadlines are meaningless on a shared 2-core box.
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)

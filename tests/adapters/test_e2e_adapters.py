@@ -13,7 +13,6 @@ document, served by the running adapter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +44,6 @@ PARTNERS = ((ZVH, "zvh", "bestuur"), (POLICE, "partner", "straf"), (GGZ, "partne
 BIRTH_DATE = f"{BIRTH[:4]}-{BIRTH[4:6]}-{BIRTH[6:]}"
 PERSON = {"bsn": BSN, "name": NAME, "birth_date": BIRTH_DATE}
 POLICE_CONTACT = "wijkagent team Noord-Oost, 0900-8844 toestel 1182"
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 class PoliceSystem:

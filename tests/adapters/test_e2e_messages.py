@@ -14,7 +14,7 @@ import hashlib
 import html
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,6 @@ GGZ = "ggz-messages"
 PARTNERS = ((ZVH, "zvh", "bestuur"), (POLICE, "partner", "straf"), (GGZ, "partner", "zorg"))
 CASE = "ZVH-MSG-0001"
 WRONG_BSN = BSN[:-1] + str((int(BSN[-1]) + 1) % 10)  # one digit off: fails the 11-test
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +45,6 @@ ZVH = "zvh-outage"
 POLICE = "politie-outage"
 PARTNERS = ((ZVH, "zvh", "bestuur"), (POLICE, "partner", "straf"))
 CASE = "ZVH-OUT-0001"
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def hub_inbox(setup: HubSetup, org: str) -> list[tuple[int, str, bool]]:

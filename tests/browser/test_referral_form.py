@@ -63,15 +63,6 @@ class CaseSystem:
 
 
 @pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
-@pytest.fixture
 def case_system() -> Iterator[CaseSystem]:
     system = CaseSystem()
     system.thread.start()

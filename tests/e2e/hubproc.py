@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,6 +160,17 @@ class Processes:
                 p.wait(timeout=5.0)
         for f in self.log_files:
             f.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    """The OS processes a test starts, stopped (and killed if need be) at its end.
+    Registered for every test by `pytest_plugins` in tests/conftest.py."""
+    p = Processes()
+    try:
+        yield p
+    finally:
+        p.cleanup()
 
 
 class HubProcess:

@@ -38,15 +38,6 @@ TIMEOUT_S = 90.0
 TEXT = "Verslag van het huisbezoek, zie bijlage."
 
 
-@pytest.fixture
-def procs() -> Any:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
-
-
 def spawn(procs: Processes, setup: HubSetup, out: Path, org: str, spec: dict[str, Any]) -> Started:
     return spawn_script(procs, SCRIPT, setup, out, org=org, spec=spec, timeout_s=60)
 

@@ -27,7 +27,6 @@ import sqlite3
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,15 +58,6 @@ SENDERS = 8
 MIN_ACKED_BEFORE_KILL = 10
 KILL_WINDOW_S = 0.6
 CYCLE_TIMEOUT_S = 20.0
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 @dataclass

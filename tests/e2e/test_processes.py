@@ -13,7 +13,6 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +48,6 @@ CONTACTS = {
     GGZ: "crisisdienst regio Zuid, 0800-7766 toestel 2291",
 }
 PROCESS_TIMEOUT_S = 40.0
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 def spawn_partner(

@@ -12,7 +12,6 @@ import asyncio
 import signal
 import sqlite3
 import sys
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -32,15 +31,6 @@ from tests.ops.support import DatLoad, ledger_exchange_ids, make_ops_hub, open_c
 CASE_REF = "ZVHOPS-BACKUP-0001"
 SUBJECT_REF = "S1"
 PERSON = {"bsn": BSN, "name": NAME}
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:

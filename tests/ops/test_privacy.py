@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,15 +54,6 @@ BASIS = {
         "effectiveness": "maakt afstemming tussen hulpverleners mogelijk",
     },
 }
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 def unsigned_error(url: str) -> urllib.error.HTTPError:

@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS = Path("/usr/bin/prometheus")
 SCRAPE_TIMEOUT_S = 30.0
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 def scrape_config(hub: OpsHub, base: Path) -> Path:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -36,15 +35,6 @@ SUBJECT_REF = "S1"
 PERSON = {"bsn": BSN, "name": NAME}
 EXIT_WITHIN_S = 10.0
 VT = "vt-test"
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.cleanup()
 
 
 async def test_sigterm_under_load_exits_0_in_time_and_loses_nothing(
