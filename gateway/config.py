@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -233,23 +233,42 @@ class Settings(_Section):
         return data
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def _resolve(base: Path, value: Any) -> Any:
     if isinstance(value, str) and value and not Path(value).is_absolute():
         return str((base / value).resolve())
     return value
 
 
-def load_settings(path: str | Path) -> Settings:
-    """Read and validate a node's TOML file; ConfigError names the field that is wrong."""
-    file = Path(path)
+def read_toml(file: Path) -> dict[str, Any]:
+    """A config file's tables; ConfigError says why it cannot be read."""
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        return tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {file}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {file}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+
+
+def validated(model: type[M], file: Path, raw: dict[str, Any]) -> M:
+    """`model` from a config file's tables; ConfigError names every field that is wrong."""
+    try:
+        return model.model_validate({**raw, "source": str(file.resolve())})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{file}: {problems}") from exc
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a node's TOML file; ConfigError names the field that is wrong."""
+    file = Path(path)
+    raw = read_toml(file)
     node = raw.get("node")
     if isinstance(node, dict):
         node.setdefault("policy_file", "policy.toml")
@@ -261,13 +280,7 @@ def load_settings(path: str | Path) -> Settings:
         pseudonymiser["oprf_key_file"] = _resolve(
             file.parent.resolve(), pseudonymiser["oprf_key_file"]
         )
-    try:
-        return Settings.model_validate({**raw, "source": str(file.resolve())})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{file}: {problems}") from exc
+    return validated(Settings, file, raw)
 
 
 def render_hub_config(

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from gateway.config import read_toml, validated
 from gateway.errors import ConfigError
 
 OrgId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
@@ -137,14 +137,7 @@ _PATHS = {
 def load_adapter_settings(path: str | Path) -> AdapterSettings:
     """Read and validate an adapter's TOML file; ConfigError names the key that is wrong."""
     file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {file}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    raw = read_toml(file)
     base = file.parent.resolve()
     for section, keys in _PATHS.items():
         table = raw.get(section)
@@ -153,13 +146,7 @@ def load_adapter_settings(path: str | Path) -> AdapterSettings:
                 value = table.get(key)
                 if isinstance(value, str) and value and not Path(value).is_absolute():
                     table[key] = str((base / value).resolve())
-    try:
-        return AdapterSettings.model_validate({**raw, "source": str(file.resolve())})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{file}: {problems}") from exc
+    return validated(AdapterSettings, file, raw)
 
 
 def ensure_token(path: Path, key: str = "local.token_file") -> str:
