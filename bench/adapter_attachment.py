@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,31 +30,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from procs import REPO, cli, free_port
+
 HUB, SENDER, RECEIVER = "hub-bench-ad", "zvh-bench-ad", "vt-bench-ad"
 MB = 1024 * 1024
 TARGET_MB = 100
 PID = "ab" * 64  # a synthetic pid: the bench registers a case, it computes no pid
-
-
-def cli(*args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        timeout=60,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"zvh-gateway {' '.join(args)}: {proc.stderr}")
-    return proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def peak_rss_kib(pid: int) -> int:

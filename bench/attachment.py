@@ -27,15 +27,14 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from procs import REPO, free_port, wait_ready
 
 from gateway.adapters.client import HubClient
 from gateway.clock import SystemClock
@@ -44,7 +43,6 @@ from gateway.crypto.keys import OrgKeys
 from gateway.crypto.oprf import derive_key_pair, evaluate, pid_input
 from gateway.services import admin
 
-REPO = Path(__file__).resolve().parents[1]
 HUB = "hub-bench"
 SENDER = "zvh-bench"
 RECEIVER = "vt-bench"
@@ -115,12 +113,6 @@ async def partner(spec: dict[str, Any]) -> dict[str, Any]:
 # -- the orchestration ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def setup(base: Path) -> tuple[Path, str, dict[str, Path]]:
     clock = SystemClock()
     port = free_port()
@@ -143,20 +135,6 @@ def setup(base: Path) -> tuple[Path, str, dict[str, Path]]:
             settings, clock, public=keys.public(), role=role, domain=domain, name=None
         )
     return paths.config, f"http://127.0.0.1:{port}", key_files
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the hub exited while starting")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1.0) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    raise RuntimeError("the hub did not get ready")
 
 
 def spawn(spec: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
@@ -192,7 +170,7 @@ def run(base: Path, size_mb: int) -> dict[str, Any]:
         cwd=REPO,
     )
     try:
-        wait_ready(url, hub)
+        wait_ready(hub, url)
         common = {"url": url}
         recv = spawn(
             {

@@ -47,14 +47,11 @@ import pstats
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +60,7 @@ from types import FrameType
 from typing import IO, Any
 
 import aiohttp
+from procs import REPO, cli, free_port, stop_process, wait_ready
 
 from gateway import cli as gateway_cli
 from gateway.adapters.client import HubClient, HubError, Reply
@@ -85,7 +83,6 @@ TARGET_ACK_P99_MS = 50.0
 TARGET_CPU_MS_PER_RT = 2.5
 RT_TIMEOUT_S = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-REPO = Path(__file__).resolve().parents[1]
 
 
 # -- /proc -------------------------------------------------------------------------
@@ -498,26 +495,6 @@ def run_hub_profiled(out: str, argv: list[str]) -> int:
 # -- the orchestrator ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cli(*args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"zvh-gateway {args[0]} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc.stdout
-
-
 def setup_hub(base: Path, port: int, metrics_port: int) -> tuple[Path, dict[str, Path]]:
     hub_dir, keys_dir = base / "hub", base / "partner-keys"
     cli(
@@ -564,37 +541,6 @@ async def accede_all(url: str, key_files: dict[str, Path]) -> None:
     for key_file in key_files.values():
         async with HubClient(url, OrgKeys.load(key_file)) as client:
             await client.accede()
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the hub exited {proc.returncode} while starting")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1.0) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"the hub was not ready within {timeout_s} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout_s: float) -> int:
-    """Send `sig`, wait; terminate and kill if it does not go. Returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                return proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                return proc.wait(timeout=5)
-    return proc.returncode
 
 
 def fmt(values: Sequence[float]) -> str:

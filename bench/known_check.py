@@ -34,7 +34,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from procs import REPO, free_port
 
 from gateway.adapters.client import HubClient
 from gateway.clock import SystemClock
@@ -57,17 +58,10 @@ from gateway.metrics import Metrics
 from gateway.storage import national_store
 from gateway.storage.database import Tx, offline_read, open_sync
 
-REPO = Path(__file__).resolve().parents[1]
 HUBS = [f"hub-regio-{i:02d}" for i in range(30)]
 FAR_FUTURE_MS = 4_000_000_000_000
 SAMPLE = 20_000
 LIMITS = {"known_check_rate_per_minute": 1_000_000, "evaluate_rate_per_minute": 1_000_000}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:

@@ -29,19 +29,17 @@ import json
 import os
 import random
 import re
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
+from procs import REPO, free_port, wait_ready
 
 from gateway.clock import SystemClock
 from gateway.config import load_settings
@@ -50,7 +48,6 @@ from gateway.services.review import parse_filter
 from gateway.storage.database import Tx, migrate
 from gateway.storage.review_store import list_entries
 
-REPO = Path(__file__).resolve().parents[1]
 TYPES = ("dat-request", "dat-answer", "wat-request", "wat-answer", "denied", "known-check")
 THEMES = ("huiselijk-geweld", "verward-gedrag", "radicalisering", "zsm-advies")
 T0 = 1_767_225_600_000  # 2026-01-01 UTC; one entry a second from there
@@ -147,27 +144,6 @@ def storage_mode(args: argparse.Namespace, tmp: Path) -> None:
 # -- over HTTP, against a hub process -------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the hub exited {proc.returncode} while starting")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1.0) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"the hub was not ready within {timeout_s} s")
-
-
 async def log_in(session: aiohttp.ClientSession, url: str) -> None:
     async with session.get(url + "/review/login") as r:
         found = _CSRF.search(await r.text())
@@ -241,7 +217,7 @@ def http_mode(args: argparse.Namespace, tmp: Path) -> None:
         cwd=REPO,
     )
     try:
-        wait_ready(url, proc)
+        wait_ready(proc, url, timeout_s=60.0)
         print(f"hub pid {proc.pid} ready on {url}; load average {os.getloadavg()[0]:.2f}")
         asyncio.run(time_http(url, args.runs, first + args.entries // 2))
         print(f"load average after: {os.getloadavg()[0]:.2f}")
