@@ -141,6 +141,10 @@ class _Call(Generic[T]):
 
 
 _STOP = object()
+# Linger for more jobs only after a batch of at least this many (see Database._linger).
+_LINGER_FROM = 64
+_LINGER_S = 0.002
+_LINGER_GAP_S = 0.0003
 
 
 def _set_result(future: asyncio.Future[T], value: T) -> None:
@@ -297,6 +301,7 @@ class Database:
         commit order (`call_soon_threadsafe` keeps it), where `_settle` answers them.
         """
         carry: Any = None
+        last = 0  # the size of the previous batch
         while True:
             item = carry if carry is not None else self._jobs.get()
             carry = None
@@ -315,12 +320,39 @@ class Database:
                     carry = nxt  # a call or _STOP: after this batch
                     break
                 batch.append(nxt)
+            if carry is None and last >= _LINGER_FROM and len(batch) < self._batch_max:
+                carry = self._linger(batch)
+            last = len(batch)
             try:
                 result = self._run_batch(conn, batch)
             except Exception as exc:  # the COMMIT itself failed: nothing is durable
                 self._post(self._fail_batch, batch, exc)
             else:
                 self._post(self._settle, batch, *result)
+
+    def _linger(self, batch: list[_Job[Any]]) -> Any:
+        """Under heavy load (the last batch was large), keep collecting while jobs keep
+        coming (a gap of _LINGER_GAP_S ends it; _LINGER_S at most): the callers the
+        last commit answered are queueing their next jobs, and one fsync for all of
+        them beats two half batches. Returns a non-job item that ended the wait, to
+        run after this batch."""
+        deadline = time.perf_counter() + _LINGER_S
+        while len(batch) < self._batch_max and time.perf_counter() < deadline:
+            # Sleep, then take what came: not one wake-up (and GIL hand-over) a job.
+            time.sleep(_LINGER_GAP_S)
+            came = 0
+            while len(batch) < self._batch_max:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(nxt, _Job):
+                    return nxt
+                batch.append(nxt)
+                came += 1
+            if not came:
+                return None
+        return None
 
     def _run_call(self, conn: sqlite3.Connection, call: _Call[Any]) -> None:
         try:
