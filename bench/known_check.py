@@ -56,7 +56,8 @@ from gateway.demo_national import prepare_national
 from gateway.federation.client import NationalClient
 from gateway.metrics import Metrics
 from gateway.storage import national_store
-from gateway.storage.database import Tx, offline_read, open_sync
+from gateway.storage.database import Tx
+from gateway.storage.offline import offline_read, open_sync
 
 HUBS = [f"hub-regio-{i:02d}" for i in range(30)]
 FAR_FUTURE_MS = 4_000_000_000_000

@@ -59,8 +59,9 @@ from gateway.ledger.merkle import CompactTree, SubtreeCache, inclusion_proof, ve
 from gateway.services.admin import verify_file
 from gateway.services.ledger import LedgerService
 from gateway.storage import ledger_store
-from gateway.storage.database import Database, Tx, open_sync
+from gateway.storage.database import Database, Tx
 from gateway.storage.ledger_store import LedgerHashSource, LedgerRef, StoredCheckpoint
+from gateway.storage.offline import open_sync
 
 HUB = "hub-bench"
 TARGET_APPENDS = 20_000  # durable appends/s at 256 writers

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway import cli_ops
 from gateway.adapters import commands as adapter_commands
 from gateway.adapters import ledger_client
 from gateway.clock import SystemClock
@@ -30,7 +31,7 @@ from gateway.federation import admin as national_admin
 from gateway.logs import configure
 from gateway.models import Domain
 from gateway.policy.rules import load_policy
-from gateway.services import admin, ops, review_auth
+from gateway.services import admin, review_auth
 from gateway.services.admin import purge_offline, verify_file
 from gateway.services.directory import org_json
 from gateway.web.hub_app import HubServer, build_hub
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_policy(sub)
 
-    _add_ops(sub)
+    cli_ops.add_ops(sub)
 
     _add_national(sub, k)
 
@@ -200,20 +201,6 @@ def _cmd_users(args: argparse.Namespace) -> int:
     )
     print(f"{'added' if new else 'reset'} user {args.name} ({args.role})")
     return 0
-
-
-def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bk = sub.add_parser("backup", help="copy the hub's database, online, to one file")
-    bk.add_argument("--config", required=True, type=Path)
-    bk.add_argument("--out", required=True, type=Path)
-    bk.add_argument("--force", action="store_true", help="replace --out if it exists")
-    rs = sub.add_parser(
-        "restore", help="replace the hub's (stopped) database by a backup whose ledger verifies"
-    )
-    rs.add_argument("--config", required=True, type=Path)
-    rs.add_argument("--from", dest="source", required=True, type=Path)
-    rs.add_argument("--force", action="store_true", help="replace an existing database")
-    rs.add_argument("--json", action="store_true")
 
 
 def _add_national(
@@ -505,55 +492,6 @@ def _cmd_policy(args: argparse.Namespace) -> int:
     return 0 if result["decision"] == "allow" else 1
 
 
-def _cmd_backup(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    done = ops.backup(settings, args.out, force=args.force)
-    info = done.info
-    signed = "none" if info.checkpoint_size is None else str(info.checkpoint_size)
-    print(
-        f"backup of {settings.node.org} written to {info.path} ({info.size_bytes} bytes): "
-        f"ledger size {info.ledger_size}, last signed checkpoint size {signed}"
-    )
-    print(done.blobs.summary())
-    return 0 if done.blobs.complete else 3
-
-
-def _cmd_restore(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    result = ops.restore(settings, args.source, SystemClock(), force=args.force)
-    report = result.verify
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "installed": result.installed,
-                    "database": str(result.database),
-                    "previous": None if result.previous is None else str(result.previous),
-                    "ledger_size": result.info.ledger_size,
-                    "verify": dataclasses.asdict(report),
-                    "blobs": None if result.blobs is None else result.blobs.as_json(),
-                },
-                indent=2,
-            )
-        )
-    elif result.installed:
-        print(
-            f"restored {result.source} to {result.database}: ledger OK: {report.entries} "
-            f"entries, {report.checkpoints} checkpoints, {report.bodies_checked} bodies "
-            f"checked, {report.purged} purged, {report.uncovered} not yet covered by a "
-            "checkpoint"
-            + (f"; the replaced database is kept as {result.previous}" if result.previous else "")
-        )
-        print(result.blobs.summary() if result.blobs else "")
-    else:
-        print(
-            f"NOT restored: the ledger in {result.source} is BAD at index "
-            f"{report.first_bad_index}: {report.problem}; {result.database} is unchanged"
-        )
-    blobs_ok = result.blobs is None or result.blobs.complete
-    return (0 if blobs_ok else 3) if result.installed else 1
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging("warning")
     if args.national:
@@ -585,8 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ledger": _cmd_ledger,
         "protocol": _cmd_protocol,
         "policy": _cmd_policy,
-        "backup": _cmd_backup,
-        "restore": _cmd_restore,
+        "backup": cli_ops.backup,
+        "restore": cli_ops.restore,
         "users": _cmd_users,
         "init-adapter": adapter_commands.cmd_init_adapter,
         "adapter": adapter_commands.cmd_adapter,

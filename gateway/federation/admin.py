@@ -18,7 +18,7 @@ from gateway.clock import Clock
 from gateway.crypto.keys import OrgKeys
 from gateway.crypto.oprf_key import OprfKey
 from gateway.errors import ConfigError
-from gateway.storage.database import offline_transaction
+from gateway.storage.offline import offline_transaction
 
 ROLES = ("pseudonymiser", "index")
 

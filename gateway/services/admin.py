@@ -22,7 +22,7 @@ from gateway.policy.rules import default_policy_text, load_policy
 from gateway.services import retention
 from gateway.services.explain import explain_wat
 from gateway.storage import policy_store, stores
-from gateway.storage.database import offline_read, offline_transaction, read_ledger_file
+from gateway.storage.offline import offline_read, offline_transaction, read_ledger_file
 from gateway.storage.records import OrgRecord
 
 

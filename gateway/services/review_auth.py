@@ -26,7 +26,8 @@ from gateway.config import Settings
 from gateway.crypto.passwords import DUMMY_HASH, hash_password, verify_password
 from gateway.errors import ConfigError
 from gateway.storage import review_store
-from gateway.storage.database import Database, Tx, offline_transaction
+from gateway.storage.database import Database, Tx
+from gateway.storage.offline import offline_transaction
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.clock import SystemClock
 from gateway.services import review_auth
-from gateway.storage.database import offline_transaction
+from gateway.storage.offline import offline_transaction
 from tests.conftest import Network
 
 OFFICER = "fg-anna"

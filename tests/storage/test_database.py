@@ -13,7 +13,8 @@ import pytest
 from gateway.crypto.canonical import canonical_json
 from gateway.crypto.encoding import sha256
 from gateway.ledger.leaf import leaf_hash, parse_leaf_data
-from gateway.storage.database import Database, StorageError, Tx, offline_transaction
+from gateway.storage.database import Database, StorageError, Tx
+from gateway.storage.offline import offline_transaction
 
 
 class Recorder:
