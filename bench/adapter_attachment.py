@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from procs import REPO, cli, free_port
+from procs import REPO, add_partner, cli, free_port
 
 HUB, SENDER, RECEIVER = "hub-bench-ad", "zvh-bench-ad", "vt-bench-ad"
 MB = 1024 * 1024
@@ -94,22 +94,7 @@ def setup(base: Path) -> tuple[Path, int, dict[str, dict[str, Any]]]:
     )
     adapters: dict[str, dict[str, Any]] = {}
     for org, role, domain in ((SENDER, "zvh", "bestuur"), (RECEIVER, "partner", "zorg")):
-        cli("keys", "generate", "--org", org, "--out", str(base / "keys"))
-        public = json.loads((base / "keys" / f"{org}.pub.json").read_text(encoding="utf-8"))
-        cli(
-            "partner",
-            "add",
-            "--config",
-            str(config),
-            "--org",
-            org,
-            f"--signing-key={public['signing_key']}",
-            f"--encryption-key={public['encryption_key']}",
-            "--role",
-            role,
-            "--domain",
-            domain,
-        )
+        add_partner(config, base / "keys", org, role, domain)
         folder = base / f"adapter-{org}"
         aport = free_port()
         cli(

@@ -60,7 +60,7 @@ from types import FrameType
 from typing import IO, Any
 
 import aiohttp
-from procs import REPO, cli, free_port, stop_process, wait_ready
+from procs import REPO, add_partner, cli, free_port, stop_process, wait_ready
 
 from gateway import cli as gateway_cli
 from gateway.adapters.client import HubClient, HubError, Reply
@@ -515,24 +515,7 @@ def setup_hub(base: Path, port: int, metrics_port: int) -> tuple[Path, dict[str,
     cli("protocol", "publish", *publish)
     key_files = {}
     for org, role, domain in PARTNERS:
-        cli("keys", "generate", "--org", org, "--out", str(keys_dir))
-        public = json.loads((keys_dir / f"{org}.pub.json").read_text())
-        cli(
-            "partner",
-            "add",
-            "--config",
-            str(config),
-            "--org",
-            org,
-            # `=`: a b64u key may begin with "-", which argparse would take for an option.
-            f"--signing-key={public['signing_key']}",
-            f"--encryption-key={public['encryption_key']}",
-            "--role",
-            role,
-            "--domain",
-            domain,
-        )
-        key_files[org] = keys_dir / f"{org}.key.json"
+        key_files[org] = add_partner(config, keys_dir, org, role, domain)
     return config, key_files
 
 

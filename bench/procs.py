@@ -4,6 +4,7 @@ starting and stopping node processes. Imported by the bench scripts (run as
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -67,3 +68,26 @@ def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout_s: 
                 proc.kill()
                 return proc.wait(timeout=5)
     return proc.returncode
+
+
+def add_partner(config: Path, keys_dir: Path, org: str, role: str, domain: str) -> Path:
+    """`keys generate` and `partner add`, as an operator registers a partner; returns
+    the partner's key file."""
+    cli("keys", "generate", "--org", org, "--out", str(keys_dir))
+    public = json.loads((keys_dir / f"{org}.pub.json").read_text(encoding="utf-8"))
+    cli(
+        "partner",
+        "add",
+        "--config",
+        str(config),
+        "--org",
+        org,
+        # `=`: a b64u key may begin with "-", which argparse would take for an option.
+        f"--signing-key={public['signing_key']}",
+        f"--encryption-key={public['encryption_key']}",
+        "--role",
+        role,
+        "--domain",
+        domain,
+    )
+    return keys_dir / f"{org}.key.json"
