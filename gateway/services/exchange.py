@@ -36,6 +36,7 @@ from gateway.services.exchange_base import (
     HOUR_MS as _HOUR_MS,
 )
 from gateway.services.exchange_base import (
+    Admitted,
     ExchangeBase,
     deny_recipients,
     fan_out_entry,
@@ -49,7 +50,7 @@ from gateway.services.exchange_base import (
 from gateway.services.exchange_base import (
     compact as _compact,
 )
-from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
+from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, settle
 from gateway.services.parties import party
 from gateway.storage import message_store, policy_store, stores
 from gateway.storage.database import Tx
@@ -79,12 +80,8 @@ class ExchangeService(ExchangeBase):
                 body_hash=body_hash,
                 now=now,
             )
-            if admitted.replay is not None:
-                return admitted.replay
-            if admitted.denied is not None:
-                return admitted.denied
-            assert admitted.case is not None
-            assert admitted.view is not None
+            if not isinstance(admitted, Admitted):
+                return admitted
             if req.subject_ref not in admitted.case.subjects:
                 raise _bad(["subject_ref"], "is not a subject of this case")
             delivered, denied = self._fan_out(tx, req.envelopes, admitted.view, now)
@@ -220,32 +217,22 @@ class ExchangeService(ExchangeBase):
                 body_hash=body_hash,
                 now=now,
             )
-            if admitted.replay is not None:
-                return admitted.replay
-            if admitted.denied is not None:
-                return admitted.denied
-            assert admitted.case is not None
-            assert admitted.view is not None
+            if not isinstance(admitted, Admitted):
+                return admitted
             case = admitted.case
             if req.subject_ref not in case.subjects:
                 raise _bad(["subject_ref"], "is not a subject of this case")
             self._check_recipient_key(env, ["envelope"])
             where = {"case_ref": req.case_ref, "exchange_id": exchange_id}
             if code := self._recipient(tx, req.holder, admitted.view, now):
-                return Denied(
+                return deny(
+                    tx,
                     code,
-                    DETAILS[code],
-                    (
-                        record_denial(
-                            tx,
-                            code=code,
-                            action="wat-request",
-                            org=auth.org,
-                            now_ms=now,
-                            subject_org=req.holder,
-                            **where,
-                        ),
-                    ),
+                    action="wat-request",
+                    org=auth.org,
+                    now_ms=now,
+                    subject_org=req.holder,
+                    **where,
                 )
             decision = decide_wat(
                 self._policy,
@@ -472,20 +459,14 @@ class ExchangeService(ExchangeBase):
             self._check_blobs(tx, auth, ans.blobs)
             # The requester must still be allowed to receive (membership, declaration).
             if code := self._recipient(tx, exchange.requester, view, now):
-                return Denied(
+                return deny(
+                    tx,
                     code,
-                    DETAILS[code],
-                    (
-                        record_denial(
-                            tx,
-                            code=code,
-                            action=action,
-                            org=auth.org,
-                            now_ms=now,
-                            subject_org=exchange.requester,
-                            **where,
-                        ),
-                    ),
+                    action=action,
+                    org=auth.org,
+                    now_ms=now,
+                    subject_org=exchange.requester,
+                    **where,
                 )
             digest = (
                 None if ans.envelope is None else payload_hash(ans.envelope.model_dump(mode="json"))

@@ -23,7 +23,7 @@ from gateway.policy.rules import Policy
 from gateway.services.auth import RequestAuth
 from gateway.services.directory import Directory
 from gateway.services.notifications import Notifier
-from gateway.services.outcome import DETAILS, Denied, Done, deny, record_denial
+from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial
 from gateway.services.parties import party
 from gateway.storage import message_store, stores
 from gateway.storage.database import Database, Tx
@@ -111,12 +111,10 @@ def fan_out_response(
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """The result of the sender's checks inside a job: the case, or a recorded denial."""
+    """The sender passed its checks inside a job: the case it acts in."""
 
-    case: CaseRecord | None
-    view: CaseView | None
-    replay: Done | None = None
-    denied: Denied | None = None
+    case: CaseRecord
+    view: CaseView
 
 
 class ExchangeBase:
@@ -252,20 +250,20 @@ class ExchangeBase:
         body_hash: bytes,
         now: int,
         replay: Replay | None = None,
-    ) -> Admitted:
-        """Idempotent replay, then forbidden-role / not-a-member, 404, 409 exchange-exists,
-        declaration-required / not-a-participant, 409 case-closed. `replay` finds the
-        caller's earlier identical request (default: a dat or wat exchange)."""
+    ) -> Admitted | Outcome:
+        """The case, or what to answer at once (an identical retry's original
+        response, or a recorded denial). In order: idempotent replay, forbidden-role /
+        not-a-member, 404, 409 exchange-exists, declaration-required /
+        not-a-participant, 409 case-closed. `replay` finds the caller's earlier
+        identical request (default: a dat or wat exchange)."""
         auth.persist(tx)
         done = (replay or replay_exchange)(tx, auth, exchange_id, body_hash)
         if done is not None:
-            return Admitted(None, None, replay=done)
+            return done
         where = {"case_ref": case_ref, "exchange_id": exchange_id}
         sender = party(tx, auth.caller, now, case_ref)
         if code := membership(sender):
-            return Admitted(
-                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
-            )
+            return deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
         case = stores.get_case(tx, case_ref)
         if case is None:
             raise NotFound("Unknown case.")
@@ -274,9 +272,7 @@ class ExchangeBase:
             raise Conflict("This exchange_id was used for another request.", code="exchange-exists")
         view = CaseView(case.case_ref, case.participants)
         if code := case_access(sender, view):
-            return Admitted(
-                None, None, denied=deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
-            )
+            return deny(tx, code, action=action, org=auth.org, now_ms=now, **where)
         if case.status == "closed":
             raise Conflict("The case is closed.", code="case-closed")
         return Admitted(case, view)

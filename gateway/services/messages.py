@@ -23,6 +23,7 @@ from gateway.models import Envelope, EnvelopeKind, MessageIn, ReferralIn
 from gateway.policy.access import MEMBER_ROLES, membership
 from gateway.services.auth import RequestAuth
 from gateway.services.exchange_base import (
+    Admitted,
     ExchangeBase,
     bad,
     compact,
@@ -32,7 +33,7 @@ from gateway.services.exchange_base import (
     first_denial,
     payload_hashes,
 )
-from gateway.services.outcome import DETAILS, Denied, Done, Outcome, deny, record_denial, settle
+from gateway.services.outcome import Done, Outcome, deny, settle
 from gateway.services.parties import party
 from gateway.storage import message_store
 from gateway.storage.database import Tx
@@ -123,12 +124,8 @@ class MessageService(ExchangeBase):
                 now=now,
                 replay=self._replay,
             )
-            if admitted.replay is not None:
-                return admitted.replay
-            if admitted.denied is not None:
-                return admitted.denied
-            assert admitted.case is not None
-            assert admitted.view is not None
+            if not isinstance(admitted, Admitted):
+                return admitted
             if req.subject_ref and req.subject_ref not in admitted.case.subjects:
                 raise bad(["subject_ref"], "is not a subject of this case")
             self._check_blobs(tx, auth, req.blobs)
@@ -212,20 +209,14 @@ class MessageService(ExchangeBase):
             self._check_recipient_key(env, ["envelope"])
             self._check_blobs(tx, auth, req.blobs)
             if code := membership(party(tx, zvh, now)):
-                return Denied(
+                return deny(
+                    tx,
                     code,
-                    DETAILS[code],
-                    (
-                        record_denial(
-                            tx,
-                            code=code,
-                            action="referral",
-                            org=auth.org,
-                            now_ms=now,
-                            subject_org=env.recipient,
-                            **where,
-                        ),
-                    ),
+                    action="referral",
+                    org=auth.org,
+                    now_ms=now,
+                    subject_org=env.recipient,
+                    **where,
                 )
             ref = tx.append_ledger(
                 "referral",
