@@ -4,13 +4,16 @@ cannot drift apart in how they check signatures or sign checkpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from gateway.clock import Clock
-from gateway.config import Settings
+from gateway.config import HttpSettings, Settings
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import ConfigError
-from gateway.metrics import Metrics
+from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.directory import Directory
 from gateway.services.ledger import LedgerService
@@ -54,3 +57,48 @@ def build_core(settings: Settings, clock: Clock, metrics: Metrics) -> NodeCore:
             db, keys, clock, interval_s=hub.checkpoint_interval_s, idle_s=hub.checkpoint_idle_s
         ),
     )
+
+
+def metrics_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
+    """The separate, unauthenticated listener: /metrics, /healthz, /readyz."""
+
+    async def render(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        return web.json_response({"ready": ready()}, status=200 if ready() else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", render)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+class Listeners:
+    """A node's API listener and, when configured, its metrics listener. `stop` closes
+    them in that order, so a scrape can still see the shutdown."""
+
+    def __init__(self) -> None:
+        self._runners: list[web.AppRunner] = []
+
+    async def start(
+        self, app: web.Application, http: HttpSettings, metrics: Metrics, ready: Callable[[], bool]
+    ) -> None:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=http.shutdown_timeout_s)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, http.host, http.port).start()
+        if http.metrics_port is not None:
+            mrunner = web.AppRunner(metrics_app(metrics, ready), access_log=None)
+            await mrunner.setup()
+            self._runners.append(mrunner)
+            await web.TCPSite(mrunner, http.metrics_host, http.metrics_port).start()
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()

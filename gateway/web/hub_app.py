@@ -20,7 +20,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
-from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.metrics import Metrics
 from gateway.policy.rules import load_policy
 from gateway.services import ops, retention
 from gateway.services.blobs import BlobService, BlobTotals
@@ -37,7 +37,7 @@ from gateway.storage.blob_files import BlobFiles
 from gateway.storage.database import Tx
 from gateway.storage.records import OrgRecord
 from gateway.web import middleware
-from gateway.web.core import build_core
+from gateway.web.core import Listeners, build_core
 from gateway.web.hub_routes import routes
 from gateway.web.ledger_routes import routes as ledger_routes
 from gateway.web.message_routes import routes as message_routes
@@ -370,46 +370,18 @@ def make_app(hub: Hub) -> web.Application:
     return app
 
 
-def make_metrics_app(hub: Hub) -> web.Application:
-    async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(body=hub.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        return web.json_response({"ready": hub.ready}, status=200 if hub.ready else 503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
-
-
 class HubServer:
     """Runs one hub on its API port (and its metrics port) until stopped."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._runners: list[web.AppRunner] = []
+        self._listeners = Listeners()
 
     async def start(self) -> None:
-        http = self.hub.settings.http
-        runner = web.AppRunner(
-            make_app(self.hub), access_log=None, shutdown_timeout=http.shutdown_timeout_s
+        hub = self.hub
+        await self._listeners.start(
+            make_app(hub), hub.settings.http, hub.metrics, lambda: hub.ready
         )
-        await runner.setup()
-        self._runners.append(runner)
-        await web.TCPSite(runner, http.host, http.port).start()
-        if http.metrics_port is not None:
-            mrunner = web.AppRunner(make_metrics_app(self.hub), access_log=None)
-            await mrunner.setup()
-            self._runners.append(mrunner)
-            await web.TCPSite(mrunner, http.metrics_host, http.metrics_port).start()
 
     async def stop(self) -> None:
-        # The metrics listener last, so a scrape can still see the shutdown.
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        await self._listeners.stop()

@@ -24,14 +24,14 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
 from gateway.errors import ServiceUnavailable
-from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.metrics import Metrics
 from gateway.services.auth import Authenticator, ReplayCache
 from gateway.services.directory import Directory
 from gateway.services.ledger import LedgerService
 from gateway.storage import stores
 from gateway.storage.database import Database
 from gateway.web import middleware
-from gateway.web.core import build_core
+from gateway.web.core import Listeners, build_core
 from gateway.web.state import NODE, NodeParts
 
 log = logging.getLogger(__name__)
@@ -187,41 +187,17 @@ def make_node_app(node: NationalNode, role_routes: web.RouteTableDef) -> web.App
     return app
 
 
-def make_metrics_app(node: NationalNode) -> web.Application:
-    async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(body=node.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    async def ready(request: web.Request) -> web.Response:
-        return web.json_response({"ready": node.ready}, status=200 if node.ready else 503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", ready)
-    return app
-
-
 class NodeServer:
     """Runs a national node's API (and its metrics listener) until stopped."""
 
     def __init__(self, node: NationalNode, app: web.Application) -> None:
         self.node = node
         self._app = app
-        self._runners: list[web.AppRunner] = []
+        self._listeners = Listeners()
 
     async def start(self) -> None:
-        http = self.node.settings.http
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=http.shutdown_timeout_s)
-        await runner.setup()
-        self._runners.append(runner)
-        await web.TCPSite(runner, http.host, http.port).start()
-        if http.metrics_port is not None:
-            mrunner = web.AppRunner(make_metrics_app(self.node), access_log=None)
-            await mrunner.setup()
-            self._runners.append(mrunner)
-            await web.TCPSite(mrunner, http.metrics_host, http.metrics_port).start()
+        node = self.node
+        await self._listeners.start(self._app, node.settings.http, node.metrics, lambda: node.ready)
 
     async def stop(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        await self._listeners.stop()
