@@ -11,6 +11,7 @@ or revoked (that is the key store's job).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -18,11 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pysodium
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
-from nacl.exceptions import CryptoError as NaclCryptoError
 
 from gateway.crypto.canonical import canonical_json
 from gateway.crypto.encoding import b64u_decode, b64u_encode, sha256
@@ -321,26 +320,42 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
+# Ed25519 verification is libsodium's crypto_sign_ed25519_verify_detached, from the
+# system libsodium that pysodium has already loaded and initialised (sodium_init), bound
+# once more through ctypes.PyDLL: a PyDLL call keeps the GIL. That is the point. PyNaCl
+# (cffi) and pysodium (ctypes.CDLL) release the GIL around every call, and the ~40 us of
+# a verification is then long enough for the hub's database thread to take the GIL:
+# the event loop waited for it again after every signature (py-spy --native on the hub
+# under bench/exchange.py: 12% of the loop's wall time in pthread_cond_timedwait right
+# after crypto_sign_open, about twice the verification itself).
+_SODIUM = ctypes.PyDLL(pysodium.sodium._name)
+_verify_detached = _SODIUM.crypto_sign_ed25519_verify_detached
+_verify_detached.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p)
+_verify_detached.restype = ctypes.c_int
+
+
 def verify_ed25519(public_raw: bytes, signature: bytes, message: bytes) -> bool:
     """True iff `signature` is a valid Ed25519 signature; never raises on bad input.
 
-    Verification runs in libsodium (PyNaCl's bundled copy), not OpenSSL: it is about
-    twice as fast here, which matters because the hub verifies every request and every
-    envelope, and it is stricter (it also refuses small-order keys and R values and
-    non-canonical encodings), which only ever turns away signatures no honest signer
-    makes. With nothing to parse per key, there is no key cache to keep.
+    Verification runs in libsodium, not OpenSSL: it is about twice as fast here, which
+    matters because the hub verifies every request and every envelope, and it is
+    stricter (it also refuses small-order keys and R values and non-canonical
+    encodings), which only ever turns away signatures no honest signer makes. With
+    nothing to parse per key, there is no key cache to keep. The call keeps the GIL
+    (see `_SODIUM`).
     """
     # isinstance before bytes(): bytes(64) would be 64 zero bytes, not an error.
-    if not isinstance(public_raw, _BYTES_LIKE) or not isinstance(signature, _BYTES_LIKE):
+    if not isinstance(public_raw, _BYTES_LIKE) or not isinstance(message, _BYTES_LIKE):
         return False
-    # Length first: libsodium reads exactly 32 key bytes through a raw pointer.
+    if not isinstance(signature, _BYTES_LIKE):
+        return False
+    # Lengths first: libsodium reads exactly 32 key and 64 signature bytes through raw
+    # pointers.
     if len(public_raw) != _KEY_LEN or len(signature) != _SIG_LEN:
         return False
-    try:
-        crypto_sign_open(bytes(signature) + bytes(message), bytes(public_raw))
-    except (BadSignatureError, NaclCryptoError, TypeError, ValueError):
-        return False
-    return True
+    data = bytes(message)
+    result: int = _verify_detached(bytes(signature), data, len(data), bytes(public_raw))
+    return result == 0
 
 
 def _record_bytes(record: Mapping[str, Any]) -> bytes:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import os
 import pickle
@@ -225,3 +226,50 @@ def test_bad_key_file_is_config_error_without_key_material(tmp_path: Path, conte
 def test_missing_key_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         OrgKeys.load(tmp_path / "nope.json")
+
+
+# RFC 8032 §7.1, TEST 1-3: (public key, message, signature), hex.
+RFC8032_VECTORS = [
+    (
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        "",
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    ),
+    (
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "72",
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+    ),
+    (
+        "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+        "af82",
+        "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
+        "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+    ),
+]
+
+
+@pytest.mark.parametrize(("public", "message", "signature"), RFC8032_VECTORS)
+def test_verify_ed25519_rfc8032_vectors(public: str, message: str, signature: str) -> None:
+    pk, msg, sig = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+    assert verify_ed25519(pk, sig, msg)
+    assert not verify_ed25519(pk, sig, msg + b"\x00")
+    assert not verify_ed25519(pk, bytes([sig[0] ^ 1]) + sig[1:], msg)
+
+
+def test_verify_ed25519_refuses_a_small_order_key() -> None:
+    # The identity point (order 1) with the identity R and S = 0 "verifies" any message
+    # under a lax check; libsodium refuses small-order keys and R values.
+    identity = bytes([1]) + bytes(31)
+    assert not verify_ed25519(identity, identity + bytes(32), b"any message")
+
+
+def test_verify_ed25519_keeps_the_gil() -> None:
+    # Why it is bound through ctypes.PyDLL (gateway/crypto/keys.py, _SODIUM): releasing
+    # the GIL for ~40 us let the database thread take it from the hub's event loop.
+    from gateway.crypto import keys as keys_module
+
+    assert isinstance(keys_module._SODIUM, ctypes.PyDLL)
+    assert keys_module._verify_detached._flags_ & ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
