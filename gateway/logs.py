@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
+import itertools
 import json
 import logging
-import secrets
+import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from typing import TextIO
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -28,9 +32,19 @@ _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 ACCESS_LOGGER = "gateway.access"
 
 
+# Request ids: a keyed BLAKE2b of a counter, the key drawn once per process.
+_ID_KEY = os.urandom(32)
+_ID_COUNTER = itertools.count()
+
+
 def new_request_id() -> str:
-    """128 random bits, hex: says nothing about the request or the caller."""
-    return secrets.token_hex(16)
+    """128 bits, hex, that say nothing about the request or the caller (not even how
+    many came before: the counter is hidden under a per-process random key).
+
+    Not os.urandom per request: getrandom(2) releases the GIL, and on a busy hub the
+    database thread then takes it and the event loop waits to get it back."""
+    counter = next(_ID_COUNTER).to_bytes(8, "big")
+    return hashlib.blake2b(counter, key=_ID_KEY, digest_size=16).hexdigest()
 
 
 @contextlib.contextmanager
@@ -65,10 +79,67 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes lines below WARNING in batches: at most `flush_s` after they were logged,
+    or once `max_lines` are waiting; a WARNING or worse is written at once, after
+    everything logged before it, and so is everything at exit (logging.shutdown).
+
+    One write(2) per request (the access log) cost a busy hub more than the line
+    itself: every system call releases the GIL, and the database thread then holds up
+    the event loop. A kill -9 can lose the last `flush_s` of INFO lines; nothing the
+    ledger must keep is ever only in a log.
+    """
+
+    def __init__(self, stream: TextIO, *, flush_s: float = 0.2, max_lines: int = 512) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._max_lines = max_lines
+        self._flush_s = flush_s
+        self._stopped = threading.Event()
+        self._flusher = threading.Thread(target=self._run, name="log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            if record.levelno >= logging.WARNING or len(self._lines) >= self._max_lines:
+                self._write()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.flush()
+        super().close()
+
+    def _write(self) -> None:
+        if self._lines:
+            text, self._lines = "".join(self._lines), []
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # stderr closed: nowhere left to log
+                pass
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._flush_s):
+            self.flush()
+
+
 def configure(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, BufferedStreamHandler):
+            old.close()  # its lines out, its flusher stopped
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
