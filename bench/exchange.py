@@ -9,11 +9,14 @@ with `python -m gateway serve` (under cProfile with `--profile`), and runs the
 partners as separate processes of this same script:
 
 - one requester process (the region's ZVH): C concurrent tasks, each in a loop
-  seals a dat-request to two recipients, POSTs it (the *ack latency* is that POST's
-  response time) and waits until both answers are in its inbox and acked (the
-  *round-trip latency* is from just before the POST until both answers were
-  received); a dedicated task long-polls the requester's inbox, matches answers by
-  exchange_id and batch-acks them;
+  seals a dat-request to two recipients, POSTs it and waits until both answers are in
+  its inbox and acked (the *round-trip latency* is from just before the POST until
+  both answers were received); a dedicated task long-polls the requester's inbox,
+  matches answers by exchange_id and batch-acks them. The *ack latency* is the POST's
+  response time from the moment its bytes were written to the socket (see
+  WireTimedRequest: on Python 3.11 aiohttp writes the body from a task that waits its
+  turn in the requester's own busy event loop); the time from the call, which adds
+  that wait, is printed next to it, with the requester's event-loop lag;
 - one responder process per recipient: long-polls (limit 100), opens each request,
   answers it with a sealed contact route and batch-acks. With `--answers single` (the
   default) each answer is its own request to `POST /api/v1/exchanges/{id}/answers`
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import cProfile
 import json
 import marshal
@@ -82,6 +86,7 @@ TARGET_RT_PER_S = 300.0  # at concurrency 64
 TARGET_ACK_P99_MS = 50.0
 TARGET_CPU_MS_PER_RT = 2.5
 RT_TIMEOUT_S = 30.0
+LAG_TICK_S = 0.005
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -220,6 +225,32 @@ def internals(
 # -- the requester process ------------------------------------------------------------
 
 
+# Where the requester's ClientRequest notes when a request's bytes went out (see below).
+_ON_WIRE: contextvars.ContextVar[list[float]] = contextvars.ContextVar("on_wire")
+
+
+class WireTimedRequest(aiohttp.ClientRequest):
+    """Notes the moment the request is written to the socket.
+
+    On Python 3.11, aiohttp writes a request body from a task of its own, which starts
+    only when this process's event loop comes round to it: behind every other
+    requester's sealing and answer-opening. That wait is the requester's, not the hub's,
+    so the ack latency is timed from here (the task runs in the caller's context, so it
+    finds the caller's note). The time from the call is reported too.
+    """
+
+    async def write_bytes(
+        self,
+        writer: Any,
+        conn: Any,
+        content_length: int | None = None,
+    ) -> None:
+        note = _ON_WIRE.get(None)
+        if note is not None and not note:
+            note.append(time.perf_counter())
+        await super().write_bytes(writer, conn, content_length)
+
+
 @dataclass
 class Pending:
     done: asyncio.Future[float]  # set to the time both answers were received, after the ack
@@ -229,6 +260,7 @@ class Pending:
 @dataclass(frozen=True, slots=True)
 class Sample:
     sent: float  # just before the POST
+    on_wire: float  # its bytes were written to the socket
     acked: float  # the POST's 202 arrived
     received: float  # both answers fetched by the requester
     done: float  # ... and acked
@@ -241,7 +273,9 @@ async def run_requester(spec: dict[str, Any]) -> None:
     keys = OrgKeys.load(spec["key_file"])
     connector = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=RT_TIMEOUT_S + 10)
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=RT_TIMEOUT_S + 10),
+        request_class=WireTimedRequest,
     )
     client = HubClient(spec["url"], keys, session=session)
     loop = asyncio.get_running_loop()
@@ -319,10 +353,13 @@ async def run_requester(spec: dict[str, Any]) -> None:
                 body = {"case_ref": CASE_REF, "subject_ref": SUBJECT, "envelopes": envelopes}
                 p = Pending(loop.create_future())
                 pending[xid] = p
+                note: list[float] = []
+                _ON_WIRE.set(note)
                 sent = time.perf_counter()
                 try:
                     await client.call("POST", "/api/v1/dat-requests", body=body)
                     acked = time.perf_counter()
+                    on_wire = note[0] if note else sent
                     received = await asyncio.wait_for(p.done, RT_TIMEOUT_S)
                 except HubError as exc:
                     error(exc.code)
@@ -336,13 +373,23 @@ async def run_requester(spec: dict[str, Any]) -> None:
                     continue
                 finally:
                     pending.pop(xid, None)
-                samples.append(Sample(sent, acked, received, time.perf_counter()))
+                samples.append(Sample(sent, on_wire, acked, received, time.perf_counter()))
 
         async def scrape() -> dict[str, float]:
             async with session.get(spec["metrics_url"]) as resp:
                 return parse_metrics(await resp.text())
 
+        lags: list[float] = []
+
+        async def lag_probe() -> None:
+            # This process's own event-loop lag: how late a ready task runs here.
+            while not stop.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(LAG_TICK_S)
+                lags.append((time.perf_counter() - t - LAG_TICK_S) * 1000)
+
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        tasks.append(asyncio.create_task(lag_probe()))
         await asyncio.sleep(warmup)
         metrics0 = await scrape()
         start = time.perf_counter()
@@ -362,7 +409,10 @@ async def run_requester(spec: dict[str, Any]) -> None:
 
         window = end - start
         done = [s for s in samples if start <= s.done < end]
-        ack_ms = sorted((s.acked - s.sent) * 1000 for s in samples if start <= s.acked < end)
+        acks = [s for s in samples if start <= s.acked < end]
+        ack_ms = sorted((s.acked - s.on_wire) * 1000 for s in acks)
+        call_ms = sorted((s.acked - s.sent) * 1000 for s in acks)
+        send_ms = sorted((s.on_wire - s.sent) * 1000 for s in acks)
         rt_ms = sorted((s.received - s.sent) * 1000 for s in done)
         hub_cpu_s = cpu1["hub"] - cpu0["hub"]
         return {
@@ -371,6 +421,9 @@ async def run_requester(spec: dict[str, Any]) -> None:
             "round_trips": len(done),
             "rt_per_s": len(done) / window,
             "ack_ms": [percentile(ack_ms, p) for p in (50, 95, 99)],
+            "call_ms": [percentile(call_ms, p) for p in (50, 95, 99)],
+            "send_ms": [percentile(send_ms, p) for p in (50, 95, 99)],
+            "requester_lag_ms": [percentile(sorted(lags), p) for p in (50, 95, 99)],
             "rt_ms": [percentile(rt_ms, p) for p in (50, 95, 99)],
             "hub_cpu_ms_per_rt": hub_cpu_s * 1000 / len(done) if done else math.nan,
             "cpu_percent": {n: (cpu1[n] - cpu0[n]) * 100 / window for n in cpu0},
@@ -574,6 +627,17 @@ def print_table(results: list[dict[str, Any]], profiled: bool) -> None:
             checks.insert(0, ("rt/s", r["rt_per_s"] >= TARGET_RT_PER_S, f"{r['rt_per_s']:.0f}"))
         verdict = ", ".join(f"{n} {v} {'ok' if ok else 'MISSED'}" for n, ok, v in checks)
         print(f"  concurrency {r['concurrency']:>3}: {verdict}")
+    print(
+        "\nthe requester's side (ack above = from the request's bytes on the wire to the"
+        " 2xx; from the call = from just before HubClient.call, which adds the wait for"
+        " this process's event loop to write them):"
+    )
+    for r in results:
+        print(
+            f"  concurrency {r['concurrency']:>3}: ack from the call p50/p95/p99"
+            f" {fmt(r['call_ms'])} ms; call to wire {fmt(r['send_ms'])} ms;"
+            f" requester event-loop lag {fmt(r['requester_lag_ms'])} ms"
+        )
     print("\nhub internals (from its /metrics over the window; per round trip = per rt):")
     for r in results:
         h = r["hub"]
