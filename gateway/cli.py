@@ -31,6 +31,7 @@ from gateway.federation import admin as national_admin
 from gateway.logs import configure
 from gateway.models import Domain
 from gateway.policy.rules import load_policy
+from gateway.runtime import settle_heap
 from gateway.services import admin, review_auth
 from gateway.services.admin import purge_offline, verify_file
 from gateway.services.directory import org_json
@@ -367,6 +368,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         else:
             server = HubServer(build_hub(settings))
         await server.start()
+        settle_heap()
         http = settings.http
         print(
             f"{settings.node.role} {settings.node.org} serving on http://{http.host}:{http.port}"
