@@ -6,23 +6,28 @@ import io
 import logging
 import re
 import time
+from typing import Any
 
 from gateway.logs import BufferedStreamHandler, JsonFormatter, new_request_id
 
 
-def _logger(handler: logging.Handler, name: str) -> logging.Logger:
+def _buffered(
+    name: str, *, json_lines: bool = True, **options: Any
+) -> tuple[io.StringIO, BufferedStreamHandler, logging.Logger]:
+    """A logger of its own that writes through a BufferedStreamHandler into a string."""
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, **options)
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
     logger = logging.getLogger(name)
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
-    return logger
+    return stream, handler, logger
 
 
 def test_info_lines_wait_for_the_flush_interval() -> None:
-    stream = io.StringIO()
-    handler = BufferedStreamHandler(stream, flush_s=0.05)
-    handler.setFormatter(JsonFormatter())
-    log = _logger(handler, "test.logs.interval")
+    stream, handler, log = _buffered("test.logs.interval", flush_s=0.05)
     try:
         log.info("first")
         assert stream.getvalue() == ""  # not one write per line
@@ -35,10 +40,7 @@ def test_info_lines_wait_for_the_flush_interval() -> None:
 
 
 def test_a_warning_is_written_at_once_after_what_came_before() -> None:
-    stream = io.StringIO()
-    handler = BufferedStreamHandler(stream, flush_s=60)
-    handler.setFormatter(JsonFormatter())
-    log = _logger(handler, "test.logs.warning")
+    stream, handler, log = _buffered("test.logs.warning", flush_s=60)
     try:
         log.info("before")
         log.warning("now")
@@ -49,9 +51,7 @@ def test_a_warning_is_written_at_once_after_what_came_before() -> None:
 
 
 def test_a_full_buffer_and_close_write_everything() -> None:
-    stream = io.StringIO()
-    handler = BufferedStreamHandler(stream, flush_s=60, max_lines=3)
-    log = _logger(handler, "test.logs.full")
+    stream, handler, log = _buffered("test.logs.full", json_lines=False, flush_s=60, max_lines=3)
     log.info("a")
     log.info("b")
     assert stream.getvalue() == ""
