@@ -250,12 +250,14 @@ class HubClient:
         """Answer a dat- or wat-request; `attachments` (descriptors from `attach`) go in
         the sealed body, so they need one."""
         reply = Reply(request, decision, body, reason_code, tuple(attachments))
-        payload = await self._answer_payload(reply)
+        payload = await self.answer_payload(reply)
         return await self.call(
             "POST", f"/api/v1/exchanges/{request.exchange_id}/answers", body=payload
         )
 
-    async def _answer_payload(self, reply: Reply) -> dict[str, Any]:
+    async def answer_payload(self, reply: Reply) -> dict[str, Any]:
+        """The body of an answer request: decision, reason code, and the reply's body
+        sealed to the requester (with the attachments' blob ids)."""
         request, body = reply.request, reply.body
         if request.exchange_id is None:
             raise ValueError("only exchange requests can be answered")
@@ -283,7 +285,7 @@ class HubClient:
         ledger}` or `{exchange_id, status, problem}`; one refused answer does not
         undo the others."""
         items = [
-            {"exchange_id": r.request.exchange_id, **await self._answer_payload(r)} for r in replies
+            {"exchange_id": r.request.exchange_id, **await self.answer_payload(r)} for r in replies
         ]
         data = await self.call("POST", "/api/v1/answers", body={"answers": items})
         return list(data["results"])

@@ -20,10 +20,11 @@ Must not: log a body, a key or a person's data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from pydantic import BaseModel
 from gateway.adapters import local_models as m
 from gateway.adapters.attachments import region_zvh
 from gateway.adapters.client import HubClient, HubError
+from gateway.adapters.received import Reply
 from gateway.clock import Clock
 from gateway.crypto.encoding import sha256
 from gateway.errors import (
@@ -163,8 +165,15 @@ class Outbound:
     # -- building sealed calls ---------------------------------------------------
 
     async def _seal(self, org: str, **fields: Any) -> dict[str, Any]:
-        try:
+        with self._directory_errors():
             return await self.client.seal_to(org, **fields)
+
+    @contextlib.contextmanager
+    def _directory_errors(self) -> Iterator[None]:
+        """Sealing looks the recipient up in the hub's directory: an unknown one is the
+        caller's 400, an unreadable directory a 503."""
+        try:
+            yield
         except HubError as exc:
             if exc.status == 404:
                 raise InvalidRequest(
@@ -268,19 +277,8 @@ class Outbound:
                 ],
             )
         assert received.exchange_id is not None
-        payload: dict[str, Any] = {"decision": decision}
-        if reason_code is not None:
-            payload["reason_code"] = reason_code
-        if body is not None:
-            kind = "dat-answer" if received.kind == "dat-request" else "wat-answer"
-            payload["envelope"] = await self._seal(
-                received.sender,
-                kind=kind,
-                exchange_id=received.exchange_id,
-                case_ref=received.case_ref,
-                subject_ref=received.subject_ref,
-                body=body,
-            )
+        with self._directory_errors():
+            payload = await self.client.answer_payload(Reply(received, decision, body, reason_code))
         return {
             "method": "POST",
             "path": f"/api/v1/exchanges/{received.exchange_id}/answers",

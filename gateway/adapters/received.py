@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import GatewayError
 
@@ -54,11 +54,31 @@ class Received:
     notification: dict[str, Any] | None = None
 
 
+class Answerable(Protocol):
+    """A received dat- or wat-request, as far as answering it needs (a `Received`, or
+    an adapter's stored delivery)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def exchange_id(self) -> str | None: ...
+
+    @property
+    def sender(self) -> str: ...
+
+    @property
+    def case_ref(self) -> str: ...
+
+    @property
+    def subject_ref(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Reply:
-    """One answer for `HubClient.answer_many`."""
+    """One answer for `HubClient.answer`, `answer_many` and `answer_payload`."""
 
-    request: Received
+    request: Answerable
     decision: str
     body: Mapping[str, Any] | None = None
     reason_code: str | None = None
