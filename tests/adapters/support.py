@@ -209,6 +209,11 @@ class LocalClient:
         return data
 
 
+async def answers_nothing(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A partner system that takes every delivery and replies nothing."""
+    return None
+
+
 @dataclass
 class FakeSystem:
     """A partner's own system behind the adapter's webhook: records every delivery

@@ -25,6 +25,7 @@ from tests.adapters.support import (
     FakeSystem,
     LocalClient,
     OpenApiChecker,
+    answers_nothing,
     init_adapter,
     read_json,
     set_config,
@@ -61,17 +62,13 @@ class PoliceSystem:
         return {"decision": "known", "body": record}
 
 
-async def _nothing(item: dict[str, Any]) -> dict[str, Any] | None:
-    return None
-
-
 async def test_webhook_and_file_drop_partners_answer_the_zvh(
     tmp_path: Path, procs: Processes, session: aiohttp.ClientSession
 ) -> None:
     setup = create_hub(tmp_path, HUB, PARTNERS)
     HubProcess(setup, procs).start()
     police_system = FakeSystem("police", PoliceSystem().respond)
-    case_system = FakeSystem("zvh case system", _nothing)
+    case_system = FakeSystem("zvh case system", answers_nothing)
     await police_system.start()
     await case_system.start()
     try:

@@ -25,6 +25,7 @@ from tests.adapters.support import (
     AdapterProcess,
     FakeSystem,
     LocalClient,
+    answers_nothing,
     file_sha256,
     init_adapter,
     read_json,
@@ -50,10 +51,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     # unsafe=True: keep cookies for 127.0.0.1 (a browser does too).
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         yield s
-
-
-async def _nothing(item: dict[str, Any]) -> dict[str, Any] | None:
-    return None
 
 
 def _hidden(page: str, name: str) -> str:
@@ -87,8 +84,8 @@ async def test_messages_with_attachments_and_the_referral_form(
 ) -> None:
     setup = create_hub(tmp_path, HUB, PARTNERS)
     HubProcess(setup, procs).start()
-    case_system = FakeSystem("zvh case system", _nothing)
-    police_system = FakeSystem("police", _nothing)
+    case_system = FakeSystem("zvh case system", answers_nothing)
+    police_system = FakeSystem("police", answers_nothing)
     await case_system.start()
     await police_system.start()
     try:

@@ -30,6 +30,7 @@ from tests.adapters.support import (
     AdapterProcess,
     FakeSystem,
     LocalClient,
+    answers_nothing,
     init_adapter,
     set_config,
     wait_until,
@@ -69,17 +70,13 @@ def adapter_attempts(db: Path, message_id: int) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-async def _nothing(item: dict[str, Any]) -> dict[str, Any] | None:
-    return None
-
-
 async def test_partner_down_then_back_then_dead_letters_and_retry(
     tmp_path: Path, procs: Processes, session: aiohttp.ClientSession
 ) -> None:
     setup = create_hub(tmp_path, HUB, PARTNERS)
     HubProcess(setup, procs).start()
     police_system = FakeSystem("police", PoliceSystem().respond)
-    case_system = FakeSystem("zvh case system", _nothing)
+    case_system = FakeSystem("zvh case system", answers_nothing)
     await case_system.start()  # the police system stays down for now
     try:
         zvh = init_adapter(tmp_path, setup, ZVH, webhook_url=case_system.url)

@@ -16,7 +16,7 @@ import pytest
 from gateway.adapters.adapter_config import load_adapter_settings, render_adapter_config
 from gateway.adapters.delivery import safe_filename
 from gateway.adapters.runner import Adapter, build_adapter
-from tests.adapters.support import AdapterSetup, FakeSystem, LocalClient
+from tests.adapters.support import AdapterSetup, FakeSystem, LocalClient, answers_nothing
 from tests.conftest import BSN, Network, free_port, synthetic_pid
 from tests.policy.support import BASIS
 
@@ -71,10 +71,6 @@ class Police:
         return None
 
 
-async def _nothing(item: dict[str, Any]) -> dict[str, Any] | None:
-    return None
-
-
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
@@ -86,7 +82,7 @@ async def test_replies_answers_and_dead_letters(
 ) -> None:
     police_logic = Police()
     police_system = FakeSystem("police", police_logic.respond)
-    case_system = FakeSystem("case system", _nothing)
+    case_system = FakeSystem("case system", answers_nothing)
     await police_system.start()
     await case_system.start()
     zvh = await _adapter(tmp_path, network, ZVH, case_system.url)
