@@ -307,15 +307,7 @@ class Database:
                 self._run_call(conn, item)
                 continue
             batch: list[_Job[Any]] = [item]
-            while len(batch) < self._batch_max:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(nxt, _Job):
-                    carry = nxt  # a call or _STOP: after this batch
-                    break
-                batch.append(nxt)
+            carry = self._take_queued(batch)  # a call or _STOP: after this batch
             if carry is None and last >= _LINGER_FROM and len(batch) < self._batch_max:
                 carry = self._linger(batch)
             last = len(batch)
@@ -325,6 +317,20 @@ class Database:
                 self._post(self._fail_batch, batch, exc)
             else:
                 self._post(self._settle, batch, *result)
+
+    def _take_queued(self, batch: list[_Job[Any]]) -> Any:
+        """Move the jobs queued now onto `batch`, up to the batch limit, without
+        waiting. Returns the first queued item that is not a job (a call or _STOP), to
+        run after the batch, or None."""
+        while len(batch) < self._batch_max:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return None
+            if not isinstance(item, _Job):
+                return item
+            batch.append(item)
+        return None
 
     def _linger(self, batch: list[_Job[Any]]) -> Any:
         """Under heavy load (the last batch was large), keep collecting while jobs keep
@@ -336,18 +342,10 @@ class Database:
         while len(batch) < self._batch_max and time.perf_counter() < deadline:
             # Sleep, then take what came: not one wake-up (and GIL hand-over) a job.
             time.sleep(_LINGER_GAP_S)
-            came = 0
-            while len(batch) < self._batch_max:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(nxt, _Job):
-                    return nxt
-                batch.append(nxt)
-                came += 1
-            if not came:
-                return None
+            size = len(batch)
+            other = self._take_queued(batch)
+            if other is not None or len(batch) == size:
+                return other
         return None
 
     def _run_call(self, conn: sqlite3.Connection, call: _Call[Any]) -> None:
