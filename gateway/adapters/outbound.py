@@ -33,7 +33,7 @@ import aiohttp
 from pydantic import BaseModel
 
 from gateway.adapters import local_models as m
-from gateway.adapters.attachments import region_zvh
+from gateway.adapters.attachments import region_zvh, seal_each
 from gateway.adapters.client import HubClient, HubError
 from gateway.adapters.received import Reply
 from gateway.clock import Clock
@@ -209,17 +209,16 @@ class Outbound:
     async def _dat(self, request: BaseModel) -> HubCall:
         assert isinstance(request, m.DatRequest)
         xid = request.exchange_id or str(uuid.uuid4())
-        envelopes = [
-            await self._seal(
-                org,
+        with self._directory_errors():
+            envelopes = await seal_each(
+                self.client,
+                request.recipients,
                 kind="dat-request",
                 exchange_id=xid,
                 case_ref=request.case_ref,
                 subject_ref=request.subject_ref,
                 body=request.body,
             )
-            for org in request.recipients
-        ]
         body = {
             "case_ref": request.case_ref,
             "subject_ref": request.subject_ref,
@@ -333,17 +332,16 @@ class Outbound:
         descriptors = await self._attachments(request.attachments)
         body = {**request.body, "attachments": descriptors} if descriptors else request.body
         xid = str(uuid.uuid4())
-        envelopes = [
-            await self._seal(
-                org,
+        with self._directory_errors():
+            envelopes = await seal_each(
+                self.client,
+                request.recipients,
                 kind="message",
                 exchange_id=xid,
                 case_ref=request.case_ref,
                 subject_ref=request.subject_ref,
                 body=body,
             )
-            for org in request.recipients
-        ]
         wire = {
             "case_ref": request.case_ref,
             "subject_ref": request.subject_ref,
