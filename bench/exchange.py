@@ -29,6 +29,14 @@ reads the hub's CPU time (utime + stime from /proc/<pid>/stat) and RSS (VmRSS fr
 /proc/<pid>/status) at the window's ends, and the hub's own /metrics (group commits,
 write jobs and requests per round trip). Not a test: it prints a table.
 
+Two lines explain the ack tail. *Bursts*: the closed loop synchronises itself (a
+responder answers a fetched batch at once, the requester's inbox returns those answers
+at once, and the freed requesters all send their next request at once), so at 64 most
+dat-requests reach the hub within 2 ms of 20-40 others, and a burst's acks come back
+together, after the hub has worked through the whole burst; the ack percentiles are
+printed per burst size. *Run queue*: how long each process's threads were runnable but
+waited for one of the two cores (/proc/<pid>/task/*/schedstat).
+
 `--profile` runs the hub as `python -m cProfile -o FILE -m gateway serve ...` and
 stops it with SIGINT, so that cProfile writes FILE; that profiles the event loop's
 thread only, where the SQLite work is invisible (it runs on aiosqlite's threads).
@@ -86,6 +94,9 @@ TARGET_RT_PER_S = 300.0  # at concurrency 64
 TARGET_ACK_P99_MS = 50.0
 TARGET_CPU_MS_PER_RT = 2.5
 RT_TIMEOUT_S = 30.0
+# Requests whose bytes went out less than this apart count as one burst (see bursts).
+BURST_GAP_S = 0.002
+BURST_BANDS = ((1, 7), (8, 15), (16, 23), (24, 10**6))
 LAG_TICK_S = 0.005
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -105,6 +116,44 @@ def machine_cpu_seconds() -> float:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values[:8]) - idle) / CLK_TCK
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a core (the second
+    field of /proc/<pid>/task/<tid>/schedstat, in ns; threads that ended are not
+    counted), in seconds. 0 where the kernel keeps no schedstats."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def bursts(on_wire_and_ack: Sequence[tuple[float, float]], gap_s: float) -> dict[str, Any]:
+    """How the dat-requests reached the hub: a burst is a run of requests whose bytes
+    went out less than `gap_s` after the previous one's. Gives the burst size that the
+    median (and the 90th-percentile) request was part of, and the ack p50/p99 (ms) of
+    the requests in bursts of each size band."""
+    ordered = sorted(on_wire_and_ack)
+    groups: list[list[float]] = []
+    last = -math.inf
+    for on_wire, ack_ms in ordered:
+        if on_wire - last > gap_s:
+            groups.append([])
+        groups[-1].append(ack_ms)
+        last = on_wire
+    sizes = sorted(len(g) for g in groups for _ in g)  # one entry per request
+    bands: dict[str, list[float]] = {}
+    for low, high in BURST_BANDS:
+        acks = sorted(a for g in groups if low <= len(g) <= high for a in g)
+        if acks:
+            name = f"{low}-{high}" if high < 10**6 else f">={low}"
+            bands[name] = [len(acks), percentile(acks, 50), percentile(acks, 99)]
+    return {
+        "size_p50": percentile(sizes, 50),
+        "size_p90": percentile(sizes, 90),
+        "by_size": bands,
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -395,6 +444,7 @@ async def run_requester(spec: dict[str, Any]) -> None:
         start = time.perf_counter()
         cpu0 = {name: cpu_seconds(pid) for name, pid in watched.items()}
         cpu0["machine"] = machine_cpu_seconds()
+        waited0 = {name: run_queue_seconds(pid) for name, pid in watched.items()}
         rss_peak = 0.0
         while (left := start + seconds - time.perf_counter()) > 0:
             await asyncio.sleep(min(1.0, left))
@@ -402,6 +452,7 @@ async def run_requester(spec: dict[str, Any]) -> None:
         end = time.perf_counter()
         cpu1 = {name: cpu_seconds(pid) for name, pid in watched.items()}
         cpu1["machine"] = machine_cpu_seconds()
+        waited1 = {name: run_queue_seconds(pid) for name, pid in watched.items()}
         metrics1 = await scrape()
         rss_end = rss_mb(watched["hub"])
         stop.set()
@@ -412,6 +463,7 @@ async def run_requester(spec: dict[str, Any]) -> None:
         acks = [s for s in samples if start <= s.acked < end]
         ack_ms = sorted((s.acked - s.on_wire) * 1000 for s in acks)
         call_ms = sorted((s.acked - s.sent) * 1000 for s in acks)
+        arrivals = [(s.on_wire, (s.acked - s.on_wire) * 1000) for s in acks]
         send_ms = sorted((s.on_wire - s.sent) * 1000 for s in acks)
         rt_ms = sorted((s.received - s.sent) * 1000 for s in done)
         hub_cpu_s = cpu1["hub"] - cpu0["hub"]
@@ -427,6 +479,8 @@ async def run_requester(spec: dict[str, Any]) -> None:
             "rt_ms": [percentile(rt_ms, p) for p in (50, 95, 99)],
             "hub_cpu_ms_per_rt": hub_cpu_s * 1000 / len(done) if done else math.nan,
             "cpu_percent": {n: (cpu1[n] - cpu0[n]) * 100 / window for n in cpu0},
+            "run_queue_percent": {n: (waited1[n] - waited0[n]) * 100 / window for n in waited0},
+            "bursts": bursts(arrivals, BURST_GAP_S),
             "hub_rss_mb": rss_end,
             "hub_rss_peak_mb": rss_peak,
             "errors": errors,
@@ -637,6 +691,23 @@ def print_table(results: list[dict[str, Any]], profiled: bool) -> None:
             f"  concurrency {r['concurrency']:>3}: ack from the call p50/p95/p99"
             f" {fmt(r['call_ms'])} ms; call to wire {fmt(r['send_ms'])} ms;"
             f" requester event-loop lag {fmt(r['requester_lag_ms'])} ms"
+        )
+        b = r["bursts"]
+        bands = "; ".join(
+            f"{name}: {n} requests, ack p50/p99 {p50:.1f}/{p99:.1f} ms"
+            for name, (n, p50, p99) in b["by_size"].items()
+        )
+        print(
+            f"      dat-requests reach the hub in bursts (< {BURST_GAP_S * 1000:.0f} ms apart):"
+            f" the median request is in a burst of {b['size_p50']}, the 90th percentile in"
+            f" one of {b['size_p90']}; by burst size: {bands}"
+        )
+        waits = r["run_queue_percent"]
+        resp_wait = sum(v for k, v in waits.items() if k not in ("hub", "requester"))
+        print(
+            "      runnable but waiting for a core (% of the window, all threads):"
+            f" hub {waits['hub']:.0f}%, requester {waits['requester']:.0f}%,"
+            f" responders {resp_wait:.0f}%"
         )
     print("\nhub internals (from its /metrics over the window; per round trip = per rt):")
     for r in results:
