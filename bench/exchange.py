@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/exchange.py [--seconds N] [--warmup W] [--concurrency 1,16,64]
                                        [--profile | --profile-threads] [--profile-out FILE]
-                                       [--keep]
+                                       [--keep] [--answers single|batch] [--wire]
 
 Creates a fresh hub with the CLI in a temporary folder (its own SQLite file), runs it
 with `python -m gateway serve` (under cProfile with `--profile`), and runs the
@@ -36,6 +36,10 @@ dat-requests reach the hub within 2 ms of 20-40 others, and a burst's acks come 
 together, after the hub has worked through the whole burst; the ack percentiles are
 printed per burst size. *Run queue*: how long each process's threads were runnable but
 waited for one of the two cores (/proc/<pid>/task/*/schedstat).
+
+`--wire` (root) also times every dat-request's ack on the loopback interface, with the
+kernel's timestamps (bench/wire.py): the hub's own latency, whatever the requester's
+event loop adds when it comes round to a response late.
 
 `--profile` runs the hub as `python -m cProfile -o FILE -m gateway serve ...` and
 stops it with SIGINT, so that cProfile writes FILE; that profiles the event loop's
@@ -73,6 +77,7 @@ from typing import IO, Any
 
 import aiohttp
 from procs import REPO, add_partner, cli, free_port, stop_process, wait_ready
+from wire import capture, read_capture
 
 from gateway import cli as gateway_cli
 from gateway.adapters.client import HubClient, HubError, Reply
@@ -442,6 +447,7 @@ async def run_requester(spec: dict[str, Any]) -> None:
         await asyncio.sleep(warmup)
         metrics0 = await scrape()
         start = time.perf_counter()
+        wall_start = time.time()  # the wire capture's clock
         cpu0 = {name: cpu_seconds(pid) for name, pid in watched.items()}
         cpu0["machine"] = machine_cpu_seconds()
         waited0 = {name: run_queue_seconds(pid) for name, pid in watched.items()}
@@ -450,6 +456,7 @@ async def run_requester(spec: dict[str, Any]) -> None:
             await asyncio.sleep(min(1.0, left))
             rss_peak = max(rss_peak, rss_mb(watched["hub"]))
         end = time.perf_counter()
+        wall_end = time.time()
         cpu1 = {name: cpu_seconds(pid) for name, pid in watched.items()}
         cpu1["machine"] = machine_cpu_seconds()
         waited1 = {name: run_queue_seconds(pid) for name, pid in watched.items()}
@@ -470,6 +477,7 @@ async def run_requester(spec: dict[str, Any]) -> None:
         return {
             "concurrency": concurrency,
             "window_s": window,
+            "window_wall": [wall_start, wall_end],
             "round_trips": len(done),
             "rt_per_s": len(done) / window,
             "ack_ms": [percentile(ack_ms, p) for p in (50, 95, 99)],
@@ -692,6 +700,16 @@ def print_table(results: list[dict[str, Any]], profiled: bool) -> None:
             f" {fmt(r['call_ms'])} ms; call to wire {fmt(r['send_ms'])} ms;"
             f" requester event-loop lag {fmt(r['requester_lag_ms'])} ms"
         )
+        if "wire_ack_ms" in r:
+            print(
+                "      on the wire (the loopback interface's kernel timestamps, from a"
+                " dat-request's last packet to its response's first):"
+                + (
+                    f" ack p50/p95/p99 {fmt(r['wire_ack_ms'])} ms over {r['wire_acks']}"
+                    if r["wire_acks"]
+                    else f" nothing captured {r['wire_note']}"
+                )
+            )
         b = r["bursts"]
         bands = "; ".join(
             f"{name}: {n} requests, ack p50/p99 {p50:.1f}/{p99:.1f} ms"
@@ -760,6 +778,17 @@ def print_profile(file: Path, thread: str, top: int = 25, *, cumulative: bool = 
             print(f"{nc:>10} {tt:>8.2f} {ct:>8.2f}  {where}")
 
 
+def add_wire(results: list[dict[str, Any]], acks: list[tuple[float, float]], said: str) -> None:
+    """Each level's ack percentiles as the loopback interface saw them, over the
+    level's measured window (`--wire`)."""
+    for r in results:
+        low, high = r["window_wall"]
+        inside = sorted(ms for ts, ms in acks if low <= ts < high)
+        r["wire_ack_ms"] = [percentile(inside, p) for p in (50, 95, 99)]
+        r["wire_acks"] = len(inside)
+        r["wire_note"] = said.strip()
+
+
 def orchestrate(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     base = Path(tempfile.mkdtemp(prefix="zvh-bench-"))
@@ -800,6 +829,11 @@ def orchestrate(args: argparse.Namespace) -> int:
         print(f"hub pid {hub.pid} ready on {url}" + (" (under cProfile)" if profiled else ""))
         asyncio.run(accede_all(url, key_files))
         pids = {"hub": hub.pid}
+        wire_file = base / "wire.txt"
+        if args.wire:  # stopped with the responders, before the hub
+            wire_spec = {"port": port, "out": str(wire_file)}
+            capture_argv = ["--worker", "capture", "--spec", json.dumps(wire_spec)]
+            spawn([sys.executable, me, *capture_argv], "wire")
         for org in RESPONDERS:
             responder_spec = {
                 "url": url,
@@ -850,6 +884,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         for name in RESPONDERS:
             out = (base / f"{name}.stdout").read_text().strip()
             print(f"  responder {out}")
+        if args.wire:
+            add_wire(results, read_capture(wire_file), (base / "wire.stdout").read_text())
         if results:
             print_table(results, profiled)
         if args.profile:
@@ -911,7 +947,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="responders answer one request per answer (PROTOCOL §7) or up to 100 at once"
         " (the POST /api/v1/answers extension)",
     )
-    p.add_argument("--worker", choices=["requester", "responder", "hub"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--wire",
+        action="store_true",
+        help="also time each ack on the loopback interface, with kernel timestamps"
+        " (bench/wire.py; needs root)",
+    )
+    p.add_argument(
+        "--worker", choices=["requester", "responder", "hub", "capture"], help=argparse.SUPPRESS
+    )
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker == "requester":
@@ -920,6 +964,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker == "hub":
         spec = json.loads(args.spec)
         return run_hub_profiled(spec["out"], spec["argv"])
+    if args.worker == "capture":
+        spec = json.loads(args.spec)
+        return capture(spec["port"], Path(spec["out"]))
     if args.worker == "responder":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_responder(json.loads(args.spec)))
