@@ -109,11 +109,26 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- /proc -------------------------------------------------------------------------
 
 
+def family(pid: int) -> list[int]:
+    """The process and its descendants (a hub's signature verifier process): a node's
+    CPU time, run-queue waits and RSS are those of all of them."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            for child in (task / "children").read_text().split():
+                found += family(int(child))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+    """utime + stime of a process and its descendants (all threads), in seconds."""
+    total = 0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{member}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    return total / CLK_TCK
 
 
 def machine_cpu_seconds() -> float:
@@ -128,9 +143,10 @@ def run_queue_seconds(pid: int) -> float:
     field of /proc/<pid>/task/<tid>/schedstat, in ns; threads that ended are not
     counted), in seconds. 0 where the kernel keeps no schedstats."""
     total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            total += int((task / "schedstat").read_text().split()[1])
+    for member in family(pid):
+        for task in Path(f"/proc/{member}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9
 
 
@@ -162,10 +178,14 @@ def bursts(on_wire_and_ack: Sequence[tuple[float, float]], gap_s: float) -> dict
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
+    """VmRSS of the process and its descendants."""
+    total = 0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024 if total else math.nan
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
