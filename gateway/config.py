@@ -65,6 +65,10 @@ class HubSettings(_Section):
     inbox_visibility_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     inbox_max_wait_s: Annotated[int, Field(ge=0, le=120)] = 30
     write_batch_max: Annotated[int, Field(ge=1, le=10_000)] = 512
+    # Where Ed25519 signatures are verified: "process", a verifier process beside the
+    # node (on another core than the event loop; inline while it is down), or
+    # "inline", on the event loop (one core, or to save the ~20 MB of a process).
+    signature_verifier: Literal["process", "inline"] = "process"
     directory_refresh_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     # PROTOCOL §5: every entry is covered by a signed checkpoint within 10 s, and the
     # hub re-signs at least every 60 s when idle.

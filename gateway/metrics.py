@@ -58,6 +58,12 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=r,
         )
+        self.signature_verifier_up = Gauge(
+            "zvh_gateway_signature_verifier_up",
+            "1 while the verifier process checks the signatures; 0 while the event loop "
+            "does (by configuration, or while the process is down)",
+            registry=r,
+        )
         self.auth_failures = Counter(
             "zvh_gateway_auth_failures_total",
             "Rejected request signatures by code",

@@ -31,6 +31,7 @@ __all__ = [
     "envelope_header",
     "hpke_info",
     "open_envelope",
+    "outer_signature",
     "payload_hash",
     "seal",
     "verify_outer",
@@ -67,12 +68,16 @@ _HPKE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
 
 @dataclass(frozen=True, slots=True)
 class _Outer:
-    """An envelope whose outer signature verified, with its parts decoded."""
+    """An envelope's parts, decoded (by `_check_outer`: its outer signature verified)."""
 
     header: dict[str, Any]
     header_hash: bytes
     enc: bytes
     ct: bytes
+
+    def signed(self) -> bytes:
+        """What the outer signature covers (PROTOCOL §4)."""
+        return self.header_hash + self.enc + self.ct
 
 
 def _fail(reason: str) -> NoReturn:
@@ -163,7 +168,8 @@ def _decode(envelope: Mapping[str, Any], field: str) -> bytes:
         _fail(f"{field} is not b64u")
 
 
-def _check_outer(envelope: Mapping[str, Any], sender_signing_key: bytes) -> _Outer:
+def _outer_parts(envelope: Mapping[str, Any], sender_signing_key: bytes) -> tuple[_Outer, bytes]:
+    """Everything `_check_outer` checks but the signature; returns it with the sig."""
     if not isinstance(envelope, Mapping):
         _fail("envelope is not an object")
     if len(envelope) != len(_WIRE_FIELDS) or set(envelope) != _WIRE_FIELDS:
@@ -200,14 +206,29 @@ def _check_outer(envelope: Mapping[str, Any], sender_signing_key: bytes) -> _Out
         header_hash = sha256(canonical_json(header))
     except ValueError:
         _fail("header is not canonicalisable")
-    if not verify_ed25519(sender_signing_key, sig, header_hash + enc + ct):
+    return _Outer(header=header, header_hash=header_hash, enc=enc, ct=ct), sig
+
+
+def _check_outer(envelope: Mapping[str, Any], sender_signing_key: bytes) -> _Outer:
+    outer, sig = _outer_parts(envelope, sender_signing_key)
+    if not verify_ed25519(sender_signing_key, sig, outer.signed()):
         _fail("outer signature invalid")
-    return _Outer(header=header, header_hash=header_hash, enc=enc, ct=ct)
+    return outer
 
 
 def verify_outer(envelope: Mapping[str, Any], sender_signing_key: bytes) -> None:
     """Structure and outer signature, without decrypting (what the hub checks)."""
     _check_outer(envelope, sender_signing_key)
+
+
+def outer_signature(
+    envelope: Mapping[str, Any], sender_signing_key: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """Every check of `verify_outer` but the signature itself: returns (key, sig,
+    message) for the caller to verify (the hub does so in its verifier process).
+    Raises EnvelopeError."""
+    outer, sig = _outer_parts(envelope, sender_signing_key)
+    return sender_signing_key, sig, outer.signed()
 
 
 def _reject_constant(name: str) -> NoReturn:

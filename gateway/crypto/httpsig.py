@@ -27,6 +27,7 @@ __all__ = [
     "content_digest",
     "digest_matches",
     "normalise_authority",
+    "prepare_request",
     "sign_request",
     "signature_base",
     "verify_request",
@@ -64,6 +65,15 @@ class VerifiedRequest:
     nonce: str
     # Only for a streamed body: the SHA-256 its signed Content-Digest claims.
     body_sha256: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A request that passed every check but its signature: `verified` holds once
+    `signed` (public key, signature, signature base) verifies."""
+
+    verified: VerifiedRequest
+    signed: tuple[bytes, bytes, bytes]
 
 
 # -- small helpers --------------------------------------------------------------------
@@ -433,7 +443,7 @@ def _signature_params(
     return created, nonce, keyid
 
 
-def verify_request(
+def prepare_request(
     *,
     method: str,
     authority: str,
@@ -448,18 +458,11 @@ def verify_request(
     resolve_key: Callable[[str, str], bytes | None],
     max_skew_s: int = 300,
     streamed: bool = False,
-) -> VerifiedRequest:
-    """Verify a signed request (PROTOCOL §2) or raise SignatureError(reason).
-
-    `authority` is the verifier's own configured public authority, never the Host
-    header; `path`/`query` are raw from the wire; the fields are the combined values.
-    Replay (nonce reuse) is left to the caller, who gets keyid and nonce back.
-
-    `streamed=True` is for a body that is not read yet (an attachment blob, which
-    must never sit whole in memory): `body` must be empty, the signature is checked
-    over the Content-Digest as received, and the claimed SHA-256 is returned in
-    `body_sha256`; the caller hashes the body while streaming it and must refuse the
-    request (`digest_matches`) if the two differ at the end.
+) -> PreparedRequest:
+    """Every check of `verify_request` but the signature itself, which the caller
+    makes over the returned `signed` (key, signature, base), e.g. in a verifier
+    process (gateway.crypto.verifier). Raises SignatureError(reason). The arguments
+    are `verify_request`'s.
     """
     if signature_input is None or signature is None:
         raise SignatureError("signature fields missing")
@@ -501,8 +504,56 @@ def verify_request(
         )
     except ValueError:
         raise SignatureError("signature base not representable") from None
-    if not _verify_base(public_raw, base, sig):
-        raise SignatureError("signature invalid")
-    return VerifiedRequest(
+    verified = VerifiedRequest(
         org=org, kid=kid, keyid=keyid, created=created, nonce=nonce, body_sha256=claimed
     )
+    return PreparedRequest(verified, (public_raw, sig, base))
+
+
+def verify_request(
+    *,
+    method: str,
+    authority: str,
+    path: str,
+    query: str,
+    body: bytes,
+    signature_input: str | None,
+    signature: str | None,
+    content_digest: str | None,
+    content_type: str | None,
+    now_s: int,
+    resolve_key: Callable[[str, str], bytes | None],
+    max_skew_s: int = 300,
+    streamed: bool = False,
+) -> VerifiedRequest:
+    """Verify a signed request (PROTOCOL §2) or raise SignatureError(reason).
+
+    `authority` is the verifier's own configured public authority, never the Host
+    header; `path`/`query` are raw from the wire; the fields are the combined values.
+    Replay (nonce reuse) is left to the caller, who gets keyid and nonce back.
+
+    `streamed=True` is for a body that is not read yet (an attachment blob, which
+    must never sit whole in memory): `body` must be empty, the signature is checked
+    over the Content-Digest as received, and the claimed SHA-256 is returned in
+    `body_sha256`; the caller hashes the body while streaming it and must refuse the
+    request (`digest_matches`) if the two differ at the end.
+    """
+    prepared = prepare_request(
+        method=method,
+        authority=authority,
+        path=path,
+        query=query,
+        body=body,
+        signature_input=signature_input,
+        signature=signature,
+        content_digest=content_digest,
+        content_type=content_type,
+        now_s=now_s,
+        resolve_key=resolve_key,
+        max_skew_s=max_skew_s,
+        streamed=streamed,
+    )
+    public_raw, sig, base = prepared.signed
+    if not _verify_base(public_raw, base, sig):
+        raise SignatureError("signature invalid")
+    return prepared.verified

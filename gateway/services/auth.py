@@ -1,6 +1,7 @@
 """Request authentication (PROTOCOL §2): signature, key validity and the replay cache.
 
-The cryptographic check is `gateway.crypto.httpsig.verify_request`; this module
+The checks are `gateway.crypto.httpsig.verify_request`'s (the signature itself
+through the node's `Verifier`, which may run it in a process of its own); this module
 adds the stateful parts: which keys are current (the directory) and which nonces
 were seen. A nonce is claimed in memory before the request runs (so two copies
 racing each other cannot both pass) and persisted in the same transaction as the
@@ -13,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock
-from gateway.crypto.httpsig import verify_request
+from gateway.crypto.httpsig import prepare_request
+from gateway.crypto.verifier import Verifier
 from gateway.errors import ReplayedRequest, SignatureError, Unauthenticated
 from gateway.services.directory import Directory
 from gateway.storage import stores
@@ -89,7 +91,9 @@ class Authenticator:
         authority: str,
         skew_s: int = 300,
         window_s: int = 600,
+        verifier: Verifier | None = None,
     ) -> None:
+        self._verifier = verifier or Verifier()
         self._directory = directory
         self._replay = replay
         self._clock = clock
@@ -117,7 +121,7 @@ class Authenticator:
             await self._directory.signing_key_or_reload(match.group(1), match.group(2))
         now_ms = self._clock.now_ms()
         try:
-            verified = verify_request(
+            prepared = prepare_request(
                 method=method,
                 authority=self._authority,
                 path=path,
@@ -134,6 +138,9 @@ class Authenticator:
             )
         except SignatureError as exc:
             raise Unauthenticated(exc.reason) from exc
+        if not (await self._verifier.verify([prepared.signed]))[0]:
+            raise Unauthenticated("signature invalid")
+        verified = prepared.verified
         caller = self._directory.get(verified.org)
         if caller is None:  # removed between the two reads
             raise Unauthenticated("key vanished")

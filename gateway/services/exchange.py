@@ -59,7 +59,7 @@ from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 class ExchangeService(ExchangeBase):
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
-        exchange_id = self._check_fan_out(
+        exchange_id = await self._check_fan_out(
             auth,
             req.envelopes,
             kind=EnvelopeKind.DAT_REQUEST,
@@ -196,7 +196,7 @@ class ExchangeService(ExchangeBase):
             case_ref=req.case_ref,
             subject_ref=req.subject_ref,
         )
-        self._check_signature(auth, env, ["envelope"])
+        await self._check_signature(auth, env, ["envelope"])
         if env.recipient != req.holder:
             raise _bad(["envelope", "recipient"], "is not the holder")
         if req.holder == auth.org:
@@ -411,7 +411,7 @@ class ExchangeService(ExchangeBase):
         if ans.envelope is not None:
             if ans.envelope.exchange_id != exchange_id:
                 raise _bad(["envelope", "exchange_id"], "does not match the path")
-            self._check_signature(auth, ans.envelope, ["envelope"])
+            await self._check_signature(auth, ans.envelope, ["envelope"])
         answer_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
 

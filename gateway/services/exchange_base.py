@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import Clock
-from gateway.crypto.envelope import payload_hash, verify_outer
+from gateway.crypto.envelope import outer_signature, payload_hash
+from gateway.crypto.verifier import Item, Verifier
 from gateway.errors import Conflict, DenyCode, EnvelopeError, InvalidRequest, NotFound
 from gateway.models import (
     Envelope,
@@ -30,6 +31,7 @@ from gateway.storage.database import Database, Tx
 from gateway.storage.ledger_store import LedgerRef
 from gateway.storage.records import CaseRecord, ExchangeRecord
 
+_BAD_ENVELOPE = "envelope signature or encoding is invalid"
 PRECEDENCE = (DenyCode.NOT_A_MEMBER, DenyCode.DECLARATION_REQUIRED, DenyCode.NOT_A_PARTICIPANT)
 HOUR_MS = 3_600_000
 
@@ -128,7 +130,10 @@ class ExchangeBase:
         clock: Clock,
         policy: Policy,
         notify: Callable[[str], None],
+        *,
+        verifier: Verifier | None = None,
     ) -> None:
+        self._verifier = verifier or Verifier()
         self._db = db
         self._directory = directory
         self._clock = clock
@@ -156,15 +161,30 @@ class ExchangeBase:
             if getattr(env, name) != want:
                 raise bad([*loc, name], f"does not match the request ({name})")
 
-    def _check_signature(self, auth: RequestAuth, env: Envelope, loc: list[str | int]) -> None:
+    def _outer_item(self, auth: RequestAuth, env: Envelope, loc: list[str | int]) -> Item:
+        """The sender and the envelope's structure (400s); returns its outer signature
+        for `_verify_outer` to check."""
         if env.sender != auth.org or env.sender_kid != auth.caller.signing_kid:
             raise bad([*loc, "sender"], "is not the authenticated organisation's current key")
         try:
-            verify_outer(env.model_dump(mode="json"), auth.caller.signing_key)
+            return outer_signature(env.model_dump(mode="json"), auth.caller.signing_key)
         except EnvelopeError as exc:
-            raise bad([*loc, "sig"], "envelope signature or encoding is invalid") from exc
+            raise bad([*loc, "sig"], _BAD_ENVELOPE) from exc
 
-    def _check_fan_out(
+    async def _verify_outer(self, checks: Sequence[tuple[Item, list[str | int]]]) -> None:
+        """The outer signatures, all at once (in the verifier process, when the node
+        has one); the first invalid one is the 400."""
+        valid = await self._verifier.verify([item for item, _ in checks])
+        for (_, loc), ok in zip(checks, valid, strict=True):
+            if not ok:
+                raise bad([*loc, "sig"], _BAD_ENVELOPE)
+
+    async def _check_signature(
+        self, auth: RequestAuth, env: Envelope, loc: list[str | int]
+    ) -> None:
+        await self._verify_outer([(self._outer_item(auth, env, loc), loc)])
+
+    async def _check_fan_out(
         self,
         auth: RequestAuth,
         envelopes: Sequence[Envelope],
@@ -176,23 +196,37 @@ class ExchangeBase:
     ) -> str:
         """A request sealed once per recipient (dat-request, case message): one
         envelope each, every one bound to the request and signed by the caller, none
-        to itself (`to_self` says so). Returns the exchange id they share."""
+        to itself (`to_self` says so). Returns the exchange id they share.
+
+        Envelope by envelope, the binding, then the signature, then the recipient; the
+        signatures are verified together, and an invalid one still comes before any
+        later envelope's other fault."""
         exchange_id = envelopes[0].exchange_id
         recipients = [env.recipient for env in envelopes]
         if len(set(recipients)) != len(recipients):
             raise bad(["envelopes"], "one envelope per recipient")
+        signed: list[tuple[Item, list[str | int]]] = []
+        fault: InvalidRequest | None = None
         for i, env in enumerate(envelopes):
-            self._check_binding(
-                env,
-                ["envelopes", i],
-                kind=kind,
-                exchange_id=exchange_id,
-                case_ref=case_ref,
-                subject_ref=subject_ref,
-            )
-            self._check_signature(auth, env, ["envelopes", i])
-            if env.recipient == auth.org:
-                raise bad(["envelopes", i, "recipient"], to_self)
+            loc: list[str | int] = ["envelopes", i]
+            try:
+                self._check_binding(
+                    env,
+                    loc,
+                    kind=kind,
+                    exchange_id=exchange_id,
+                    case_ref=case_ref,
+                    subject_ref=subject_ref,
+                )
+                signed.append((self._outer_item(auth, env, loc), loc))
+                if env.recipient == auth.org:
+                    raise bad([*loc, "recipient"], to_self)
+            except InvalidRequest as exc:
+                fault = exc
+                break
+        await self._verify_outer(signed)
+        if fault is not None:
+            raise fault
         return exchange_id
 
     def _fan_out(

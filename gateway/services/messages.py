@@ -101,7 +101,7 @@ class MessageService(ExchangeBase):
     # -- POST /api/v1/messages -------------------------------------------------------------
 
     async def submit_message(self, auth: RequestAuth, req: MessageIn, raw: dict[str, Any]) -> Done:
-        exchange_id = self._check_fan_out(
+        exchange_id = await self._check_fan_out(
             auth,
             req.envelopes,
             kind=EnvelopeKind.MESSAGE,
@@ -182,7 +182,7 @@ class MessageService(ExchangeBase):
             case_ref="",
             subject_ref="",
         )
-        self._check_signature(auth, env, ["envelope"])
+        await self._check_signature(auth, env, ["envelope"])
         body_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
         where = {"exchange_id": exchange_id}

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.config import HttpSettings, Settings
 from gateway.crypto.keys import OrgKeys
+from gateway.crypto.verifier import ProcessVerifier, Verifier
 from gateway.errors import ConfigError
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.services.auth import Authenticator, ReplayCache
@@ -26,6 +27,7 @@ class NodeCore:
     db: Database
     directory: Directory
     replay: ReplayCache
+    verifier: Verifier
     authenticator: Authenticator
     ledger: LedgerService
 
@@ -40,11 +42,14 @@ def build_core(settings: Settings, clock: Clock, metrics: Metrics) -> NodeCore:
     db = Database(settings.node.database, batch_max=hub.write_batch_max, observer=metrics)
     directory = Directory(db, clock, refresh_s=hub.directory_refresh_s)
     replay = ReplayCache()
+    verifier = ProcessVerifier() if hub.signature_verifier == "process" else Verifier()
+    metrics.signature_verifier_up.set_function(lambda: 1.0 if verifier.running else 0.0)
     return NodeCore(
         keys=keys,
         db=db,
         directory=directory,
         replay=replay,
+        verifier=verifier,
         authenticator=Authenticator(
             directory,
             replay,
@@ -52,6 +57,7 @@ def build_core(settings: Settings, clock: Clock, metrics: Metrics) -> NodeCore:
             authority=settings.authority,
             skew_s=hub.clock_skew_s,
             window_s=hub.nonce_window_s,
+            verifier=verifier,
         ),
         ledger=LedgerService(
             db, keys, clock, interval_s=hub.checkpoint_interval_s, idle_s=hub.checkpoint_idle_s

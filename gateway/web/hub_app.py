@@ -71,7 +71,9 @@ def build_hub(
     notifier = Notifier(
         keys.org, waiters.notify, count=lambda event: metrics.notifications.labels(event).inc()
     )
-    exchanges = ExchangeService(db, directory, clock, policy, waiters.notify)
+    exchanges = ExchangeService(
+        db, directory, clock, policy, waiters.notify, verifier=core.verifier
+    )
     exchanges.notifier = notifier
 
     def totals(found: BlobTotals) -> None:
@@ -93,6 +95,7 @@ def build_hub(
         db=db,
         directory=directory,
         replay=core.replay,
+        verifier=core.verifier,
         authenticator=core.authenticator,
         waiters=waiters,
         cases=CaseService(
@@ -125,7 +128,9 @@ def build_hub(
             retention=settings.retention,
         ),
         review_auth=ReviewAuth(db, clock, Sessions(clock), keys.org),
-        messages=MessageService(db, directory, clock, policy, waiters.notify),
+        messages=MessageService(
+            db, directory, clock, policy, waiters.notify, verifier=core.verifier
+        ),
         blobs=blobs,
         notifier=notifier,
         national_link=link,
@@ -311,6 +316,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ]
     if hub.national_link is not None:
         tasks += await hub.national_link.start()
+    await hub.verifier.start()
     hub.ready = True
     log.info("hub ready", extra={"org": hub.keys.org, "ledger_size": hub.db.ledger.size})
     try:
@@ -332,6 +338,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         except Exception:
             log.exception("final checkpoint failed")
         await hub.db.close()
+        await hub.verifier.stop()
         log.info("hub stopped", extra={"org": hub.keys.org})
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
+from gateway.crypto.verifier import Verifier
 from gateway.errors import ServiceUnavailable
 from gateway.metrics import Metrics
 from gateway.services.auth import Authenticator, ReplayCache
@@ -48,6 +49,7 @@ class NationalNode:
     db: Database
     directory: Directory
     replay: ReplayCache
+    verifier: Verifier
     authenticator: Authenticator
     ledger: LedgerService
     ready: bool = False
@@ -74,6 +76,7 @@ def build_node(
         db=core.db,
         directory=core.directory,
         replay=core.replay,
+        verifier=core.verifier,
         authenticator=core.authenticator,
         ledger=core.ledger,
     )
@@ -116,6 +119,7 @@ async def running(node: NationalNode, start_role: TaskStarter) -> AsyncIterator[
         hubs = sum(1 for o in node.directory.orgs.values() if o.role == "hub")
         if hubs == 0:
             log.warning("the trust list is empty: every request will get 401")
+        await node.verifier.start()
         node.ready = True
         log.info(f"{node.role} ready", extra={"org": node.keys.org, "trusted_hubs": hubs})
         try:
@@ -134,6 +138,7 @@ async def running(node: NationalNode, start_role: TaskStarter) -> AsyncIterator[
                 log.exception("final checkpoint failed")
     finally:
         await node.db.close()
+        await node.verifier.stop()
         log.info(f"{node.role} stopped", extra={"org": node.keys.org})
 
 

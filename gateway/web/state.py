@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.crypto.keys import OrgKeys
+from gateway.crypto.verifier import Verifier
 from gateway.metrics import Metrics
 from gateway.policy.rules import Policy
 from gateway.services.auth import Authenticator, ReplayCache, RequestAuth
@@ -39,6 +40,7 @@ class Hub:
     db: Database
     directory: Directory
     replay: ReplayCache
+    verifier: Verifier
     authenticator: Authenticator
     waiters: Waiters
     cases: CaseService

@@ -261,3 +261,33 @@ async def test_binding_errors_come_before_403_and_404(network: Network, wire: Wi
     )
     body = {"case_ref": "C-404", "subject_ref": SUBJECT, "envelopes": [unknown_case]}
     await assert_refused(network, wire, body, ["envelopes", 0, "kind"], sender="zvh-test")
+
+
+async def test_an_invalid_signature_comes_before_a_later_envelopes_fault(
+    network: Network, wire: Wire
+) -> None:
+    """The hub verifies a request's outer signatures together (in its verifier
+    process), yet reports faults envelope by envelope: the first envelope's bad
+    signature, not the second one's binding."""
+    await open_case(network)
+    zvh = network.client("zvh-test")
+    first = await dat_body(zvh, ["politie-test"], exchange_id=str(uuid.uuid4()))
+    second = await dat_body(zvh, ["vt-test"], exchange_id=str(uuid.uuid4()))
+    forged = Flip("sig", 5, 1).apply(first["envelopes"][0])
+    body = {**first, "envelopes": [forged, second["envelopes"][0]]}
+    reply = await wire.signed(network.keys["zvh-test"], "POST", TARGET, body)
+    assert locs(assert_problem(reply, 400, "invalid-request")) == [["envelopes", 0, "sig"]]
+
+
+async def test_the_second_envelopes_invalid_signature_is_named(
+    network: Network, wire: Wire
+) -> None:
+    await open_case(network)
+    body = await dat_body(
+        network.client("zvh-test"), ["politie-test", "vt-test"], exchange_id=str(uuid.uuid4())
+    )
+    body["envelopes"][1] = Flip("sig", 9, 3).apply(body["envelopes"][1])
+    reply = await wire.signed(network.keys["zvh-test"], "POST", TARGET, body)
+    assert locs(assert_problem(reply, 400, "invalid-request")) == [["envelopes", 1, "sig"]]
+    for org in ("politie-test", "vt-test"):
+        assert await unacked_count(network.settings.node.database, org) == 0
