@@ -373,7 +373,8 @@ class ExchangeService(ExchangeBase):
     ) -> list[Done | ProblemError]:
         """Extension: answer several exchanges in one signed request. Each answer is its
         own storage job (they share a group commit), so a refused answer never undoes
-        another; the request's nonce is persisted with the first."""
+        another; the request's nonce is persisted with the first. They are bulk jobs:
+        single requests queued with them commit first."""
         ids = [item.exchange_id for item, _ in items]
         if len(set(ids)) != len(ids):
             raise _bad(["answers"], "one answer per exchange")
@@ -386,6 +387,7 @@ class ExchangeService(ExchangeBase):
                     # The same idempotency hash as the single-answer endpoint's body.
                     {k: v for k, v in raw.items() if k != "exchange_id"},
                     persist_nonce=i == 0,
+                    bulk=True,
                 )
                 for i, (item, raw) in enumerate(items)
             ),
@@ -407,6 +409,7 @@ class ExchangeService(ExchangeBase):
         raw: dict[str, Any],
         *,
         persist_nonce: bool = True,
+        bulk: bool = False,
     ) -> Done:
         if ans.envelope is not None:
             if ans.envelope.exchange_id != exchange_id:
@@ -520,7 +523,7 @@ class ExchangeService(ExchangeBase):
                 self._notify_match(tx, exchange, holder=auth.org, now=now)
             return Done(202, response)
 
-        return settle(await self._db.write("answer", job))
+        return settle(await self._db.write("answer", job, bulk=bulk))
 
     async def overdue(self, auth: RequestAuth) -> list[dict[str, Any]]:
         now = self._clock.now_ms()

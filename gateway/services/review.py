@@ -151,7 +151,7 @@ class ReviewService:
         def step(tx: Tx) -> int:
             return ledger_store.index_for_review(tx.conn, batch)
 
-        while await self._db.write("review_index", step) == batch:
+        while await self._db.write("review_index", step, bulk=True) == batch:
             pass
 
     async def run_indexer(self, interval_s: float = 0.25) -> None:

@@ -179,7 +179,7 @@ async def _maintenance(hub: Hub) -> None:
         try:
             hub.replay.prune(now)
             prune = functools.partial(_prune, now_ms=now, acked_before_ms=now - 86_400_000)
-            while await hub.db.write("prune", prune) == stores.PRUNE_CHUNK:
+            while await hub.db.write("prune", prune, bulk=True) == stores.PRUNE_CHUNK:
                 pass  # in chunks, so that no request waits behind one long DELETE
             await _publish_gauges(hub)
         except Exception:

@@ -89,7 +89,7 @@ async def _maintenance(node: NationalNode) -> None:
         try:
             node.replay.prune(now)
             prune = functools.partial(stores.prune, now_ms=now, acked_before_ms=now)
-            while await node.db.write("prune", prune) == stores.PRUNE_CHUNK:
+            while await node.db.write("prune", prune, bulk=True) == stores.PRUNE_CHUNK:
                 pass
         except Exception:
             log.exception("maintenance failed")

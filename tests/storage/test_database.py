@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,3 +140,44 @@ async def test_reads_do_not_append(tmp_path: Path) -> None:
             await db.read("r", lambda tx: tx.append_ledger("x", 1, {}, ()))
     finally:
         await db.close()
+
+
+async def test_bulk_jobs_commit_after_the_interactive_ones_taken_with_them(
+    tmp_path: Path,
+) -> None:
+    """A batch of answers (bulk) never holds up a single request: queued together,
+    the interactive jobs commit first, in a transaction of their own."""
+    rec = Recorder()
+    db = Database(tmp_path / "db.sqlite3", observer=rec)
+    await db.open()
+    gate = threading.Event()
+    try:
+        # Hold the writer, so that everything below is queued before it takes a batch.
+        held = asyncio.ensure_future(db.write("hold", lambda tx: gate.wait(10)))
+        await asyncio.sleep(0.05)
+        order: list[str] = []
+
+        def job(name: str) -> Callable[[Tx], int]:
+            def run(tx: Tx) -> int:
+                tx.on_commit(lambda: order.append(name))
+                return tx.append_ledger("test", 1000, {"name": name}, ("org-a",)).index
+
+            return run
+
+        writes = [
+            db.write("bulk", job("bulk-1"), bulk=True),
+            db.write("single", job("single-1")),
+            db.write("bulk", job("bulk-2"), bulk=True),
+            db.write("single", job("single-2")),
+        ]
+        pending = [asyncio.ensure_future(w) for w in writes]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await held
+        indexes = await asyncio.gather(*pending)
+    finally:
+        gate.set()
+        await db.close()
+    assert order == ["single-1", "single-2", "bulk-1", "bulk-2"]
+    assert indexes == [2, 0, 3, 1]  # the ledger is in commit order
+    assert rec.batches[-2:] == [2, 2]  # two transactions
