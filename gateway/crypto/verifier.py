@@ -99,9 +99,10 @@ class _Pipes(asyncio.SubprocessProtocol):
 class ProcessVerifier(Verifier):
     """Verifies in a child process; falls back to the calling thread while it is down.
 
-    Batches handed over in one event-loop iteration go to the child in one write.
-    If the child dies, everything in flight is verified here instead, and a new child
-    is started on the next call at most every `restart_s`.
+    Each call is one write to the child's stdin (a request's envelopes together, a
+    batch of answers together). If the child dies, everything in flight is verified
+    here instead, and a new child is started on the next call at most every
+    `restart_s`.
     """
 
     def __init__(self, *, restart_s: float = 5.0, start_timeout_s: float = 10.0) -> None:
@@ -112,8 +113,6 @@ class ProcessVerifier(Verifier):
         self._pipes: _Pipes | None = None
         self._ready: asyncio.Future[None] | None = None
         self._pending: dict[int, tuple[asyncio.Future[list[bool]], Sequence[Item]]] = {}
-        self._frames: list[bytes] = []
-        self._flush_scheduled = False
         self._next_id = 0
         self._last_start = 0.0
         self._starting: asyncio.Task[None] | None = None
@@ -201,18 +200,10 @@ class ProcessVerifier(Verifier):
         parts = [_HEAD.pack(batch_id, len(items))]
         for key, sig, message in items:
             parts += (_LEN.pack(len(message)), key, sig, message)
-        self._frames.append(b"".join(parts))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        # At once, not at the end of the loop's iteration: the child then verifies
+        # while the loop parses the next requests of a burst (a lower p95 at 64).
+        self._stdin.write(b"".join(parts))
         return await future
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        frames, self._frames = self._frames, []
-        if self._stdin is None:
-            return  # _fail_over answered them
-        self._stdin.write(b"".join(frames))
 
     def _received(self, buffer: bytearray) -> None:
         if self._ready is not None and not self._ready.done():
@@ -264,7 +255,6 @@ class ProcessVerifier(Verifier):
     def _fail_over(self) -> None:
         """Answer everything in flight here, so that no caller waits for a dead child."""
         pending, self._pending = self._pending, {}
-        self._frames = []
         for future, items in pending.values():
             if not future.done():
                 future.set_result(_verify_items(items))
