@@ -34,7 +34,7 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from gateway.crypto.keys import verify_ed25519
 
@@ -156,9 +156,8 @@ class ProcessVerifier(Verifier):
                 self._kill()
         if not started:
             return
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        self._stdin = stdin
+        # A write transport, though not always an asyncio.WriteTransport (uvloop's).
+        self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         log.info("signature verifier started", extra={"pid": transport.get_pid()})
 
     async def stop(self) -> None:
@@ -298,8 +297,10 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 
 
 def main() -> None:
-    # Ctrl-C reaches the whole process group: the parent decides when this ends.
+    # Ctrl-C reaches the whole process group, and a service manager's SIGTERM the
+    # whole cgroup: the parent decides when this ends (it closes stdin, or dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
@@ -171,3 +172,18 @@ def test_the_module_runs_as_a_program() -> None:
     )
     assert done.stdout[:1] == b"R"
     assert [b == 1 for b in done.stdout[9:]] == expected(batch)
+
+
+async def test_the_child_outlives_a_sigterm_to_its_group(
+    process_verifier: ProcessVerifier,
+) -> None:
+    """A service manager signals every process of the unit at a stop; the child waits
+    for its parent to close the pipe, so nothing falls back to inline meanwhile."""
+    transport = process_verifier._transport
+    assert transport is not None
+    os.kill(transport.get_pid(), signal.SIGTERM)
+    os.kill(transport.get_pid(), signal.SIGINT)
+    await asyncio.sleep(0.2)
+    assert process_verifier.running
+    batch = items(6, seed=9)
+    assert await process_verifier.verify(batch) == expected(batch)
