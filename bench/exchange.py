@@ -26,8 +26,9 @@ partners as separate processes of this same script:
 A round trip is therefore fully durable: request, two answers and three acks. For
 each concurrency level the requester runs a warm-up, then a measured window, and
 reads the hub's CPU time (utime + stime from /proc/<pid>/stat) and RSS (VmRSS from
-/proc/<pid>/status) at the window's ends, and the hub's own /metrics (group commits,
-write jobs and requests per round trip). Not a test: it prints a table.
+/proc/<pid>/status), its signature verifier process's included, at the window's
+ends, and the hub's own /metrics (group commits, write jobs and requests per round
+trip). Not a test: it prints a table.
 
 Two lines explain the ack tail. *Bursts*: the closed loop synchronises itself (a
 responder answers a fetched batch at once, the requester's inbox returns those answers
