@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.crypto.encoding import b64_decode, b64_encode, b64u_decode, b64u_encode, sha256
 from gateway.crypto.keys import ORG_ID_RE, OrgKeys, verify_ed25519
@@ -459,10 +460,20 @@ def prepare_request(
     max_skew_s: int = 300,
     streamed: bool = False,
 ) -> PreparedRequest:
-    """Every check of `verify_request` but the signature itself, which the caller
-    makes over the returned `signed` (key, signature, base), e.g. in a verifier
-    process (gateway.crypto.verifier). Raises SignatureError(reason). The arguments
-    are `verify_request`'s.
+    """Every check of a signed request (PROTOCOL §2) but the signature itself, which
+    the caller makes over the returned `signed` (key, signature, base): in the node's
+    verifier process (gateway.crypto.verifier), or at once with `verify_request`.
+    Raises SignatureError(reason).
+
+    `authority` is the verifier's own configured public authority, never the Host
+    header; `path`/`query` are raw from the wire; the fields are the combined values.
+    Replay (nonce reuse) is left to the caller, who gets keyid and nonce back.
+
+    `streamed=True` is for a body that is not read yet (an attachment blob, which
+    must never sit whole in memory): `body` must be empty, the signature is checked
+    over the Content-Digest as received, and the claimed SHA-256 is returned in
+    `body_sha256`; the caller hashes the body while streaming it and must refuse the
+    request (`digest_matches`) if the two differ at the end.
     """
     if signature_input is None or signature is None:
         raise SignatureError("signature fields missing")
@@ -510,49 +521,11 @@ def prepare_request(
     return PreparedRequest(verified, (public_raw, sig, base))
 
 
-def verify_request(
-    *,
-    method: str,
-    authority: str,
-    path: str,
-    query: str,
-    body: bytes,
-    signature_input: str | None,
-    signature: str | None,
-    content_digest: str | None,
-    content_type: str | None,
-    now_s: int,
-    resolve_key: Callable[[str, str], bytes | None],
-    max_skew_s: int = 300,
-    streamed: bool = False,
-) -> VerifiedRequest:
-    """Verify a signed request (PROTOCOL §2) or raise SignatureError(reason).
-
-    `authority` is the verifier's own configured public authority, never the Host
-    header; `path`/`query` are raw from the wire; the fields are the combined values.
-    Replay (nonce reuse) is left to the caller, who gets keyid and nonce back.
-
-    `streamed=True` is for a body that is not read yet (an attachment blob, which
-    must never sit whole in memory): `body` must be empty, the signature is checked
-    over the Content-Digest as received, and the claimed SHA-256 is returned in
-    `body_sha256`; the caller hashes the body while streaming it and must refuse the
-    request (`digest_matches`) if the two differ at the end.
-    """
-    prepared = prepare_request(
-        method=method,
-        authority=authority,
-        path=path,
-        query=query,
-        body=body,
-        signature_input=signature_input,
-        signature=signature,
-        content_digest=content_digest,
-        content_type=content_type,
-        now_s=now_s,
-        resolve_key=resolve_key,
-        max_skew_s=max_skew_s,
-        streamed=streamed,
-    )
+def verify_request(**request: Any) -> VerifiedRequest:
+    """Verify a signed request (PROTOCOL §2) or raise SignatureError(reason): the
+    checks of `prepare_request` (which takes the same keyword arguments) and then the
+    signature."""
+    prepared = prepare_request(**request)
     public_raw, sig, base = prepared.signed
     if not _verify_base(public_raw, base, sig):
         raise SignatureError("signature invalid")
