@@ -99,8 +99,8 @@ class _Pipes(asyncio.SubprocessProtocol):
 class ProcessVerifier(Verifier):
     """Verifies in a child process; falls back to the calling thread while it is down.
 
-    Each call is one write to the child's stdin (a request's envelopes together, a
-    batch of answers together). If the child dies, everything in flight is verified
+    Each call is one write to the child's stdin (a request's signature, its envelopes
+    together, or an answer's envelope). If the child dies, everything in flight is verified
     here instead, and a new child is started on the next call at most every
     `restart_s`.
     """

@@ -1,7 +1,7 @@
 """Request authentication (PROTOCOL §2): signature, key validity and the replay cache.
 
-The checks are `gateway.crypto.httpsig.verify_request`'s (the signature itself
-through the node's `Verifier`, which may run it in a process of its own); this module
+The checks are `gateway.crypto.httpsig.prepare_request`'s and then the signature,
+through the node's `Verifier` (which may run it in a process of its own); this module
 adds the stateful parts: which keys are current (the directory) and which nonces
 were seen. A nonce is claimed in memory before the request runs (so two copies
 racing each other cannot both pass) and persisted in the same transaction as the
