@@ -144,18 +144,16 @@ class ProcessVerifier(Verifier):
             log.warning("signature verifier not started", extra={"error": type(exc).__name__})
             return
         self._transport, self._pipes = transport, pipes
-        started = False
         try:
             await asyncio.wait_for(self._ready, self._start_timeout_s)
-            started = True
         except (TimeoutError, ConnectionError):
+            self._kill()
             if not self._stopped:
                 log.warning("signature verifier did not start; verifying inline")
-        finally:
-            if not started:
-                self._kill()
-        if not started:
             return
+        except BaseException:  # cancelled (the node stops): no child left behind
+            self._kill()
+            raise
         # A write transport, though not always an asyncio.WriteTransport (uvloop's).
         self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         log.info("signature verifier started", extra={"pid": transport.get_pid()})
@@ -218,14 +216,12 @@ class ProcessVerifier(Verifier):
                 return
             answers = [b == 1 for b in buffer[_HEAD.size : end]]
             del buffer[:end]
-            entry = self._pending.pop(batch_id, None)
+            entry = self._pending.get(batch_id)
             if entry is None or len(entry[1]) != count:
                 log.error("signature verifier answered out of turn; restarting it")
-                if entry is not None:
-                    self._pending[batch_id] = entry
-                self._kill()
+                self._kill()  # everything in flight is verified here instead
                 return
-            future, _ = entry
+            future, _ = self._pending.pop(batch_id)
             if not future.done():
                 future.set_result(answers)
 
