@@ -6,17 +6,25 @@ adds the stateful parts: which keys are current (the directory) and which nonces
 were seen. A nonce is claimed in memory before the request runs (so two copies
 racing each other cannot both pass) and persisted in the same transaction as the
 request's effect (`RequestAuth.persist`), so the cache survives a crash.
+
+A route that checks envelope signatures may put the request signature off
+(`authenticate(..., defer=True)`): it then goes to the verifier in the same call as
+the envelopes' (`RequestAuth.verify_along`), one hand-over instead of two, and is
+settled first, so its 401 still outranks anything the envelopes or the body say.
+Until then the request is not authenticated: its nonce is not claimed, and a job that
+persists it refuses to run.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock
 from gateway.crypto.httpsig import prepare_request
-from gateway.crypto.verifier import Verifier
-from gateway.errors import ReplayedRequest, SignatureError, Unauthenticated
+from gateway.crypto.verifier import Item, Verifier
+from gateway.errors import ProblemError, ReplayedRequest, SignatureError, Unauthenticated
 from gateway.services.directory import Directory
 from gateway.storage import stores
 from gateway.storage.database import Tx
@@ -54,6 +62,29 @@ class ReplayCache:
 
 
 @dataclass(slots=True)
+class _Deferred:
+    """A request signature whose check was put off, and what settling it takes."""
+
+    item: Item
+    verifier: Verifier
+    replay: ReplayCache
+    now_ms: int
+    error: ProblemError | None = None
+
+    def settle(self, auth: RequestAuth, valid: bool) -> None:
+        """The signature's result: claim the nonce, or keep the error (raised now and
+        whenever the request asks again)."""
+        if not valid:
+            self.error = Unauthenticated("signature invalid")
+        elif not self.replay.claim(auth.keyid, auth.nonce, self.now_ms, auth.nonce_expires_ms):
+            self.error = ReplayedRequest("This request was already received (nonce reused).")
+        else:
+            auth.deferred = None
+            return
+        raise self.error
+
+
+@dataclass(slots=True)
 class RequestAuth:
     """The authenticated caller of one request, and whether its nonce is durable yet."""
 
@@ -65,12 +96,43 @@ class RequestAuth:
     # A streamed body (an attachment blob): the SHA-256 its signed Content-Digest
     # claims, which the body must hash to once it has been read.
     body_sha256: bytes | None = None
+    # The request signature, while its check is put off (see the module's docstring).
+    deferred: _Deferred | None = None
 
     @property
     def org(self) -> str:
         return self.caller.org
 
+    @property
+    def verified(self) -> bool:
+        return self.deferred is None
+
+    async def verify_along(self, verifier: Verifier, items: Sequence[Item]) -> list[bool]:
+        """`items` verified; a put-off request signature goes in the same call and is
+        settled first (Unauthenticated or ReplayedRequest outrank what `items` say)."""
+        deferred = self.deferred
+        if deferred is None:
+            return await verifier.verify(items) if items else []
+        if deferred.error is not None:
+            raise deferred.error
+        valid = await verifier.verify([deferred.item, *items])
+        if deferred.error is not None:  # settled meanwhile, by another caller
+            raise deferred.error
+        if self.deferred is deferred:
+            deferred.settle(self, valid[0])
+        return valid[1:]
+
+    async def confirm(self) -> None:
+        """Settle a put-off request signature on its own (a route that verified no
+        envelope, or failed before it did)."""
+        if self.deferred is not None:
+            await self.verify_along(self.deferred.verifier, [])
+
     def persist(self, tx: Tx) -> None:
+        if self.deferred is not None:
+            # A route put its signature check off and never made it: refuse the
+            # write rather than act for an unauthenticated caller.
+            raise RuntimeError("a request reached a write before its signature was checked")
         stores.insert_nonce(tx, self.keyid, self.nonce, self.nonce_expires_ms)
         # Only a committed insert counts: if the job rolls back (a 4xx raised inside
         # it), the middleware must write the nonce again, or the request could be
@@ -113,6 +175,7 @@ class Authenticator:
         content_digest: str | None,
         content_type: str | None,
         streamed: bool = False,
+        defer: bool = False,
     ) -> RequestAuth:
         # Warm the directory for the named key first (it may have been added a moment
         # ago); the verifier itself then only reads the in-memory snapshot.
@@ -138,15 +201,18 @@ class Authenticator:
             )
         except SignatureError as exc:
             raise Unauthenticated(exc.reason) from exc
-        if not (await self._verifier.verify([prepared.signed]))[0]:
-            raise Unauthenticated("signature invalid")
         verified = prepared.verified
         caller = self._directory.get(verified.org)
         if caller is None:  # removed between the two reads
             raise Unauthenticated("key vanished")
-        expires = now_ms + self._window_s * 1000
-        if not self._replay.claim(verified.keyid, verified.nonce, now_ms, expires):
-            raise ReplayedRequest("This request was already received (nonce reused).")
-        return RequestAuth(
-            caller, verified.keyid, verified.nonce, expires, body_sha256=verified.body_sha256
+        auth = RequestAuth(
+            caller,
+            verified.keyid,
+            verified.nonce,
+            now_ms + self._window_s * 1000,
+            body_sha256=verified.body_sha256,
+            deferred=_Deferred(prepared.signed, self._verifier, self._replay, now_ms),
         )
+        if not defer:
+            await auth.confirm()
+        return auth

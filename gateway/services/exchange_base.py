@@ -171,10 +171,13 @@ class ExchangeBase:
         except EnvelopeError as exc:
             raise bad([*loc, "sig"], _BAD_ENVELOPE) from exc
 
-    async def _verify_outer(self, checks: Sequence[tuple[Item, list[str | int]]]) -> None:
+    async def _verify_outer(
+        self, auth: RequestAuth, checks: Sequence[tuple[Item, list[str | int]]]
+    ) -> None:
         """The outer signatures, all at once (in the verifier process, when the node
-        has one); the first invalid one is the 400."""
-        valid = await self._verifier.verify([item for item, _ in checks])
+        has one) and with the request's own when its check was put off (its 401
+        first); the first invalid envelope is the 400."""
+        valid = await auth.verify_along(self._verifier, [item for item, _ in checks])
         for (_, loc), ok in zip(checks, valid, strict=True):
             if not ok:
                 raise bad([*loc, "sig"], _BAD_ENVELOPE)
@@ -182,7 +185,7 @@ class ExchangeBase:
     async def _check_signature(
         self, auth: RequestAuth, env: Envelope, loc: list[str | int]
     ) -> None:
-        await self._verify_outer([(self._outer_item(auth, env, loc), loc)])
+        await self._verify_outer(auth, [(self._outer_item(auth, env, loc), loc)])
 
     async def _check_fan_out(
         self,
@@ -224,7 +227,7 @@ class ExchangeBase:
             except InvalidRequest as exc:
                 fault = exc
                 break
-        await self._verify_outer(signed)
+        await self._verify_outer(auth, signed)
         if fault is not None:
             raise fault
         return exchange_id
