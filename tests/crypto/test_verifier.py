@@ -187,3 +187,12 @@ async def test_the_child_outlives_a_sigterm_to_its_group(
     assert process_verifier.running
     batch = items(6, seed=9)
     assert await process_verifier.verify(batch) == expected(batch)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+async def test_the_child_runs_under_batch_scheduling(process_verifier: ProcessVerifier) -> None:
+    """Its wake-ups do not preempt the event loop that wrote to it."""
+    transport = process_verifier._transport
+    assert transport is not None
+    assert os.sched_getscheduler(transport.get_pid()) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the node itself is not
