@@ -51,6 +51,18 @@ _BINARY_RE = re.compile(r":([A-Za-z0-9+/=]*):")
 _SP_RE = re.compile(r" *")
 _OWS_RE = re.compile(r"[ \t]*")
 _UNESCAPE_RE = re.compile(r"\\([\"\\])")
+# The one-member shapes that signers send, in their plainest spelling (no escapes,
+# single spaces, no extra whitespace inside): matched whole, they parse to exactly
+# what `_Cursor` gives, without it (a differential test holds the two together).
+_CHARS = r"[\x20\x21\x23-\x5b\x5d-\x7e]*"  # an sf-string's characters, no escapes
+_KEY = r"[a-z*][a-z0-9_.*-]*"
+_ONE_BINARY_RE = re.compile(rf" *({_KEY})=(:([A-Za-z0-9+/=]*):)[ \t]*")
+_ONE_INNER_LIST_RE = re.compile(
+    rf' *({_KEY})=(\(((?:"{_CHARS}"(?: "{_CHARS}")*)?)\)'
+    rf'((?:;{_KEY}=(?:"{_CHARS}"|-?[0-9]{{1,15}}))*))[ \t]*'
+)
+_PLAIN_ITEM_RE = re.compile(f'"({_CHARS})"')
+_PLAIN_PARAM_RE = re.compile(rf';({_KEY})=(?:"({_CHARS})"|(-?[0-9]+))')
 
 _ParamValue = int | str
 
@@ -337,6 +349,24 @@ def _parse_dictionary(text: str, *, inner_lists: bool) -> list[_Member]:
     Duplicates are kept (RFC 8941 would let the last one win) so that callers can
     refuse a field that names the same label twice.
     """
+    if inner_lists:
+        one = _ONE_INNER_LIST_RE.fullmatch(text)
+        if one is not None:
+            # Whole, the match leaves one way to cut these into items and parameters.
+            items = tuple(_PLAIN_ITEM_RE.findall(one.group(3)))
+            params = tuple(
+                (p.group(1), p.group(2) if p.group(3) is None else int(p.group(3)))
+                for p in _PLAIN_PARAM_RE.finditer(one.group(4))
+            )
+            return [_Member(one.group(1), one.group(2), _InnerList(items, params))]
+    else:
+        one = _ONE_BINARY_RE.fullmatch(text)
+        if one is not None:
+            return [_Member(one.group(1), one.group(2), b64_decode(one.group(3)))]
+    return _parse_general(text, inner_lists=inner_lists)
+
+
+def _parse_general(text: str, *, inner_lists: bool) -> list[_Member]:
     cursor = _Cursor(text)
     cursor.match(_SP_RE)
     members: list[_Member] = []

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.crypto.encoding import b64_decode, b64_encode, b64u_decode, b64u_encode, sha256
 from gateway.crypto.httpsig import (
@@ -11,6 +13,7 @@ from gateway.crypto.httpsig import (
     VerifiedRequest,
     _base,
     _parse_dictionary,
+    _parse_general,
     _serialize_params,
     _sign_base,
     _verify_base,
@@ -749,3 +752,107 @@ def test_a_request_signed_without_a_body_cannot_be_streamed() -> None:
         method="PUT",
     )
     assert _rejects(request) == "covered components differ"
+
+
+# -- the plain-shape fast path of the field parser ----------------------------------------
+
+# Mostly what the fast path takes, sometimes what only the general parser may judge.
+_TEXT = st.one_of(
+    st.text(alphabet=" abz@-;=/:()", max_size=6),
+    st.text(alphabet=' abz@-;=/:()"\\\x7f\x01é٣', max_size=6),
+)
+_LABELS = st.sampled_from(["sig1", "a", "*k", "Sig", "1a", "", "sha-256"])
+_SPACES = st.sampled_from(["", " ", "  ", "\t", ","])
+
+
+def _sf_string(value: str, escape: bool) -> str:
+    if escape:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{value}"'
+
+
+@st.composite
+def _inner_list_fields(draw: st.DrawFn) -> str:
+    items = draw(st.lists(st.tuples(_TEXT, st.booleans()), max_size=4))
+    between = draw(st.sampled_from([" ", " ", " ", "  ", "", " ;x"]))
+    values = st.one_of(
+        st.integers(-(10**16), 10**16).map(str),
+        st.tuples(_TEXT, st.booleans()).map(lambda t: _sf_string(*t)),
+        st.sampled_from(["1.5", "-", "", "x", "123456789012345", "1234567890123456", "-0"]),
+    )
+    params = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["created", "keyid", "nonce", "alg", "X", "", "a-b"]),
+                st.sampled_from(["", "", "", " "]),
+                values,
+            ),
+            max_size=5,
+        )
+    )
+    body = between.join(_sf_string(*item) for item in items)
+    tail = "".join(f";{space}{name}={value}" for name, space, value in params)
+    lead, trail = draw(_SPACES), draw(_SPACES)
+    more = draw(st.sampled_from(["", "", "", ", b=()", ","]))
+    return f"{lead}{draw(_LABELS)}=({body}){tail}{trail}{more}"
+
+
+@st.composite
+def _binary_fields(draw: st.DrawFn) -> str:
+    value = draw(st.text(alphabet="AZaz09+/=:;x ", max_size=48))
+    lead, trail = draw(_SPACES), draw(_SPACES)
+    more = draw(st.sampled_from(["", "", "", ", b=:AA==:", ";p=1", ","]))
+    return f"{lead}{draw(_LABELS)}=:{value}:{trail}{more}"
+
+
+@settings(max_examples=400)
+@given(_inner_list_fields())
+def test_the_fast_path_reads_inner_lists_exactly_as_the_general_parser(text: str) -> None:
+    """Whatever the text, both give the same members or both refuse it."""
+    assert _outcome(_parse_dictionary, text, True) == _outcome(_parse_general, text, True)
+
+
+@settings(max_examples=400)
+@given(_binary_fields())
+def test_the_fast_path_reads_byte_sequences_exactly_as_the_general_parser(text: str) -> None:
+    assert _outcome(_parse_dictionary, text, False) == _outcome(_parse_general, text, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "inner_lists"),
+    [
+        ('sig1=("a" "b");created=123456789012345;keyid="k/0a";nonce="x;y=z"', True),
+        ('sig1=("a");created=1234567890123456', True),
+        ('sig1=("a");created=1.5', True),
+        ('sig1=("a");created=-0', True),
+        ('sig1=("a\\"b")', True),
+        ('sig1=("a"  "b")', True),
+        ('sig1=( "a")', True),
+        ('sig1=("a";x)', True),
+        ('sig1=("a"); created=1', True),
+        ('sig1=("é")', True),
+        ('sig1=("a")\t', True),
+        ('sig1=("a"),', True),
+        (',sig1=("a")', True),
+        ("sig1=()", True),
+        ("sig1=:AA==:", False),
+        (" sha-256=:AA==: ", False),
+        (",sig1=:AA==:", False),
+        ("sig1=:AA==:;p=1", False),
+        ("sig1=:A:", False),
+        ("sig1=:AA==:, sig2=:AA==:", False),
+    ],
+)
+def test_the_fast_path_and_the_general_parser_agree_at_the_edges(
+    text: str, inner_lists: bool
+) -> None:
+    assert _outcome(_parse_dictionary, text, inner_lists) == _outcome(
+        _parse_general, text, inner_lists
+    )
+
+
+def _outcome(parse: Any, text: str, inner_lists: bool) -> Any:
+    try:
+        return parse(text, inner_lists=inner_lists)
+    except ValueError:
+        return ValueError
