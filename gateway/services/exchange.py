@@ -11,13 +11,15 @@ caller hears of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.crypto.canonical import canonical_sha256
 from gateway.crypto.envelope import payload_hash
-from gateway.errors import Conflict, DenyCode, NotFound, ProblemError
+from gateway.crypto.verifier import Item
+from gateway.errors import Conflict, DenyCode, InvalidRequest, NotFound, ProblemError
 from gateway.models import (
     DAT_DECISIONS,
     WAT_DECISIONS,
@@ -378,6 +380,7 @@ class ExchangeService(ExchangeBase):
         ids = [item.exchange_id for item, _ in items]
         if len(set(ids)) != len(ids):
             raise _bad(["answers"], "one answer per exchange")
+        valid = await self._valid_envelopes(auth, [item.envelope for item, _ in items])
         settled = await asyncio.gather(
             *(
                 self.answer(
@@ -388,6 +391,7 @@ class ExchangeService(ExchangeBase):
                     {k: v for k, v in raw.items() if k != "exchange_id"},
                     persist_nonce=i == 0,
                     bulk=True,
+                    signature_valid=i in valid,
                 )
                 for i, (item, raw) in enumerate(items)
             ),
@@ -401,6 +405,22 @@ class ExchangeService(ExchangeBase):
                 raise outcome
         return results
 
+    async def _valid_envelopes(
+        self, auth: RequestAuth, envelopes: Sequence[Envelope | None]
+    ) -> set[int]:
+        """The positions of the envelopes that pass `_outer_item` and whose outer
+        signatures verify, all in one call to the verifier (one hand-over for a whole
+        batch). The others are left to `answer`, which finds and reports their fault."""
+        checks: dict[int, Item] = {}
+        for i, env in enumerate(envelopes):
+            if env is not None:
+                with contextlib.suppress(InvalidRequest):
+                    checks[i] = self._outer_item(auth, env, ["envelope"])
+        if not checks:
+            return set()
+        valid = await self._verifier.verify(list(checks.values()))
+        return {i for i, ok in zip(checks, valid, strict=True) if ok}
+
     async def answer(
         self,
         auth: RequestAuth,
@@ -410,11 +430,15 @@ class ExchangeService(ExchangeBase):
         *,
         persist_nonce: bool = True,
         bulk: bool = False,
+        signature_valid: bool = False,
     ) -> Done:
+        """`signature_valid`: the caller already verified the envelope's outer
+        signature (answer_many verifies a batch's in one call)."""
         if ans.envelope is not None:
             if ans.envelope.exchange_id != exchange_id:
                 raise _bad(["envelope", "exchange_id"], "does not match the path")
-            await self._check_signature(auth, ans.envelope, ["envelope"])
+            if not signature_valid:
+                await self._check_signature(auth, ans.envelope, ["envelope"])
         answer_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
 

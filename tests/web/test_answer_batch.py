@@ -4,8 +4,13 @@ per answer, each exactly as the single-answer endpoint would have decided it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+
+import pytest
 
 from gateway.adapters.client import Reply as ClientReply
+from gateway.crypto.encoding import b64u_decode, b64u_encode
+from gateway.crypto.verifier import Item
 from tests.conftest import Network
 from tests.web.helpers import (
     Wire,
@@ -143,3 +148,38 @@ async def test_two_known_answers_make_one_dat_match(network: Network, wire: Wire
         "dat-match",
         "politie-test",
     )
+
+
+async def test_a_batch_verifies_its_envelopes_in_one_call_and_reports_a_bad_one_alone(
+    network: Network, wire: Wire, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One hand-over to the verifier for the whole batch; a tampered envelope is still
+    that answer's 400 at envelope.sig, and the others go through."""
+    await open_case(network)
+    for _ in range(2):
+        assert_ok(await send_dat(network, wire, "zvh-test", ["politie-test"]), 202)
+    first, second = await network.client("politie-test").fetch(wait=2)
+    good = {"exchange_id": first.exchange_id, **await answer_body(network, first)}
+    bad = {"exchange_id": second.exchange_id, **await answer_body(network, second)}
+    sig = bytearray(b64u_decode(bad["envelope"]["sig"]))
+    sig[5] ^= 0x01
+    bad["envelope"]["sig"] = b64u_encode(bytes(sig))
+    verifier = network.hub.verifier
+    calls: list[int] = []
+    real = verifier.verify
+
+    async def counted(items: Sequence[Item]) -> list[bool]:
+        calls.append(len(items))
+        return await real(items)
+
+    monkeypatch.setattr(verifier, "verify", counted)
+    reply = await wire.signed(
+        network.keys["politie-test"], "POST", TARGET, {"answers": [good, bad]}
+    )
+    accepted, refused = assert_ok(reply, 200)["results"]
+    assert accepted["status"] == 202
+    assert refused["status"] == 400
+    assert refused["problem"]["errors"][0]["loc"] == ["envelope", "sig"]
+    # The request's signature, the batch's two envelopes, and the bad one once more
+    # on its own (to report it, as the single endpoint would).
+    assert calls == [1, 2, 1]
