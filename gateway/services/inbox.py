@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gateway.clock import Clock
@@ -76,6 +77,24 @@ def message_json(msg: InboxMessage) -> dict[str, Any]:
     return out
 
 
+# How a bare envelope's stored JSON starts: `Envelope` dumps "v" first, compact.
+_BARE_ENVELOPE = '{"v":'
+
+
+def messages_body(messages: Sequence[InboxMessage]) -> bytes:
+    """`{"messages": [...]}` as JSON bytes, each item `message_json`'s. A bare
+    envelope's stored JSON (which the hub itself wrote, compact, from a validated
+    model) goes in as it is, not parsed and encoded again: most of a fetch's bytes."""
+    parts: list[str] = []
+    for msg in messages:
+        if msg.envelope is not None and msg.envelope.startswith(_BARE_ENVELOPE):
+            head = json.dumps(message_json(replace(msg, envelope=None)), separators=(",", ":"))
+            parts.append(f'{head[:-1]},"envelope":{msg.envelope}}}')
+        else:
+            parts.append(json.dumps(message_json(msg), separators=(",", ":")))
+    return ('{"messages":[' + ",".join(parts) + "]}").encode()
+
+
 def _pending(tx: Tx, *, org: str, limit: int, leased: list[int]) -> list[InboxMessage]:
     return stores.pending_messages(tx, org, limit, leased)
 
@@ -114,7 +133,7 @@ class InboxService:
         wait_s: float,
         limit: int,
         connected: Callable[[], bool] = lambda: True,
-    ) -> list[dict[str, Any]]:
+    ) -> list[InboxMessage]:
         """Messages for `auth.org`, leased for the visibility timeout; waits up to
         `wait_s` for the first. `connected` says whether the caller is still there: a
         poll whose client went away (the HTTP layer does not cancel it) must not lease
@@ -141,7 +160,7 @@ class InboxService:
                     until = self._clock.monotonic() + self._visibility_s
                     for m in fresh:
                         leases[m.message_id] = until
-                    return [message_json(m) for m in fresh]
+                    return fresh
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(waiter), timeout=remaining)
             finally:

@@ -20,6 +20,7 @@ from gateway.models import (
     ParticipantAdd,
 )
 from gateway.services.directory import org_json
+from gateway.services.inbox import messages_body
 from gateway.services.outcome import Done
 from gateway.web.middleware import problem_of
 from gateway.web.state import BODY, HUB, auth_of
@@ -160,7 +161,7 @@ async def inbox(request: web.Request) -> web.Response:
     messages = await hub.inbox.fetch(
         auth_of(request), wait_s=wait, limit=limit, connected=lambda: _connected(request)
     )
-    return web.json_response({"messages": messages})
+    return web.Response(body=messages_body(messages), content_type="application/json")
 
 
 @routes.post("/api/v1/inbox/ack")

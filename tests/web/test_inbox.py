@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
 import aiohttp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.adapters.client import HubClient
+from gateway.services.inbox import message_json, messages_body
+from gateway.storage.records import InboxMessage
 from tests.conftest import BSN, NAME, Network
 from tests.web.conftest import RunningHub
 from tests.web.helpers import (
@@ -221,3 +226,49 @@ async def test_a_poll_whose_client_went_away_leases_nothing(network: Network, wi
     exchange_id = await ask(network, "politie-test")
     await asyncio.sleep(0.3)  # the orphaned poll wakes up meanwhile
     assert [m["exchange_id"] for m in await poll(wire, network, "politie-test")] == [exchange_id]
+
+
+_ENVELOPE = {
+    "v": 1,
+    "suite": "x",
+    "kind": "dat-request",
+    "sender": "zvh-test",
+    "ct": 'q"\\é',
+}
+
+
+@given(
+    st.text(max_size=8),
+    st.sampled_from([None, "known"]),
+    st.sampled_from(
+        [
+            None,
+            json.dumps(_ENVELOPE, separators=(",", ":")),
+            json.dumps({"envelope": _ENVELOPE, "legal_basis": {"gdpr": "6(1)(e)"}}),
+            json.dumps({"envelope": None, "notification": {"event": "case-closed"}}),
+        ]
+    ),
+)
+def test_a_fetch_body_is_the_messages_as_json(
+    case_ref: str, decision: str | None, envelope: str | None
+) -> None:
+    """The stored envelope spliced in as it is reads back as the JSON `message_json`
+    gives, whatever the other fields hold."""
+    messages = [
+        InboxMessage(
+            i,
+            "politie-test",
+            "dat-request",
+            "x-1",
+            "zvh-test",
+            case_ref,
+            "S1",
+            decision,
+            None,
+            envelope,
+            0,
+        )
+        for i in (1, 2)
+    ]
+    assert json.loads(messages_body(messages)) == {"messages": [message_json(m) for m in messages]}
+    assert json.loads(messages_body([])) == {"messages": []}
