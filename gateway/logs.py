@@ -143,3 +143,8 @@ def configure(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The lines carry none of these: skip the getpid() system call and the thread and
+    # process lookups that every record (one per request) would otherwise make.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
