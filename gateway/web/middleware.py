@@ -246,12 +246,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         await hub.db.write("nonce", auth.persist)
     try:
         response = await handler(request)
-        await _confirm(hub, auth)
-        return response
     except Exception:
         # A put-off signature check outranks whatever the handler found first.
         await _confirm(hub, auth)
         raise
+    else:
+        await _confirm(hub, auth)
+        return response
     finally:
         if auth.verified and not auth.persisted:
             await hub.db.write("nonce", auth.persist)

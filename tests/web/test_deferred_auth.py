@@ -101,6 +101,24 @@ async def test_a_forged_dat_request_is_unauthenticated_changes_nothing_and_burns
     assert await delivered_to(network, "politie-test") == before + 1
 
 
+def failures(network: Network, code: str) -> float:
+    value = network.hub.metrics.registry.get_sample_value(
+        "zvh_gateway_auth_failures_total", {"code": code}
+    )
+    return value or 0.0
+
+
+async def test_a_forgery_is_counted_once(network: Network, wire: Wire) -> None:
+    """Whether the handler met the bad signature itself or failed first."""
+    await open_case(network)
+    for body in (await a_dat_body(network), encode_json({})):
+        before = failures(network, "unauthenticated")
+        headers = wire.sign(network.keys["zvh-test"], "POST", TARGET, body)
+        reply = await wire.send("POST", TARGET, body=body, headers=forged(headers))
+        assert_problem(reply, 401, "unauthenticated")
+        assert failures(network, "unauthenticated") == before + 1
+
+
 async def test_a_forged_signature_outranks_an_invalid_body(network: Network, wire: Wire) -> None:
     body = encode_json({"case_ref": 5, "envelopes": []})
     headers = wire.sign(network.keys["zvh-test"], "POST", TARGET, body)
