@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -29,6 +30,7 @@ from gateway.adapters.client import HubClient
 from gateway.crypto.encoding import b64_encode, b64u_encode, sha256
 from gateway.crypto.httpsig import content_digest, sign_request
 from gateway.crypto.keys import OrgKeys
+from gateway.crypto.verifier import Item
 from tests.conftest import Network, synthetic_pid
 
 CASE = "C-1"
@@ -311,3 +313,18 @@ async def dat_body(
         body=dict(content or {"question": "known?"}),
     )
     return {"case_ref": case_ref, "subject_ref": subject_ref, "envelopes": envelopes}
+
+
+def verifier_calls(network: Network, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the number of items of each call to the hub's signature verifier
+    (the real one still answers)."""
+    verifier = network.hub.verifier
+    calls: list[int] = []
+    real = verifier.verify
+
+    async def counted(items: Sequence[Item]) -> list[bool]:
+        calls.append(len(items))
+        return await real(items)
+
+    monkeypatch.setattr(verifier, "verify", counted)
+    return calls

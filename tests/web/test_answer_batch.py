@@ -4,13 +4,11 @@ per answer, each exactly as the single-answer endpoint would have decided it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
 import pytest
 
 from gateway.adapters.client import Reply as ClientReply
 from gateway.crypto.encoding import b64u_decode, b64u_encode
-from gateway.crypto.verifier import Item
 from tests.conftest import Network
 from tests.web.helpers import (
     Wire,
@@ -22,6 +20,7 @@ from tests.web.helpers import (
     locs,
     open_case,
     query_one,
+    verifier_calls,
 )
 from tests.web.test_dat import answer_body, answers_target, delivered_request, send_dat
 
@@ -164,15 +163,7 @@ async def test_a_batch_verifies_its_envelopes_in_one_call_and_reports_a_bad_one_
     sig = bytearray(b64u_decode(bad["envelope"]["sig"]))
     sig[5] ^= 0x01
     bad["envelope"]["sig"] = b64u_encode(bytes(sig))
-    verifier = network.hub.verifier
-    calls: list[int] = []
-    real = verifier.verify
-
-    async def counted(items: Sequence[Item]) -> list[bool]:
-        calls.append(len(items))
-        return await real(items)
-
-    monkeypatch.setattr(verifier, "verify", counted)
+    calls = verifier_calls(network, monkeypatch)
     reply = await wire.signed(
         network.keys["politie-test"], "POST", TARGET, {"answers": [good, bad]}
     )
