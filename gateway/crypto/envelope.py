@@ -34,6 +34,7 @@ __all__ = [
     "outer_signature",
     "payload_hash",
     "seal",
+    "signed_payload_hash",
     "verify_outer",
 ]
 
@@ -64,6 +65,9 @@ _ENC_LEN = 32
 _TAG_LEN = 16
 _SIG_LEN = 64
 _HPKE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
+
+
+_HEADER_HASH_LEN = 32  # SHA-256 of the canonical header, first in what is signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +293,13 @@ def open_envelope(
     if not verify_ed25519(sender_signing_key, inner_sig, message):
         _fail("inner signature invalid")
     return body
+
+
+def signed_payload_hash(signed: bytes) -> bytes:
+    """`payload_hash` of the envelope whose outer signature covers `signed` (the
+    message `outer_signature` returns: header hash || enc || ct), without decoding the
+    envelope a second time."""
+    return sha256(signed[_HEADER_HASH_LEN:])
 
 
 def payload_hash(envelope: Mapping[str, Any]) -> bytes:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.crypto.canonical import canonical_sha256
-from gateway.crypto.envelope import payload_hash
+from gateway.crypto.envelope import signed_payload_hash
 from gateway.crypto.verifier import Item
 from gateway.errors import Conflict, DenyCode, InvalidRequest, NotFound, ProblemError
 from gateway.models import (
@@ -61,7 +61,7 @@ from gateway.storage.records import ExchangeRecord, RecipientRecord
 
 class ExchangeService(ExchangeBase):
     async def submit_dat(self, auth: RequestAuth, req: DatRequest, raw: dict[str, Any]) -> Done:
-        exchange_id = await self._check_fan_out(
+        exchange_id, checked = await self._check_fan_out(
             auth,
             req.envelopes,
             kind=EnvelopeKind.DAT_REQUEST,
@@ -102,6 +102,7 @@ class ExchangeService(ExchangeBase):
                 now=now,
                 delivered=delivered,
                 denied=denied,
+                checked=checked,
             )
 
         return settle(await self._db.write("dat_request", job))
@@ -117,8 +118,9 @@ class ExchangeService(ExchangeBase):
         now: int,
         delivered: Sequence[Envelope],
         denied: Sequence[tuple[str, DenyCode]],
+        checked: Mapping[str, bytes],
     ) -> Done:
-        hashes = payload_hashes(delivered)
+        hashes = payload_hashes(delivered, checked)
         ref = tx.append_ledger(
             "dat-request",
             now,
@@ -198,7 +200,7 @@ class ExchangeService(ExchangeBase):
             case_ref=req.case_ref,
             subject_ref=req.subject_ref,
         )
-        await self._check_signature(auth, env, ["envelope"])
+        digest = await self._check_signature(auth, env, ["envelope"])
         if env.recipient != req.holder:
             raise _bad(["envelope", "recipient"], "is not the holder")
         if req.holder == auth.org:
@@ -266,7 +268,6 @@ class ExchangeService(ExchangeBase):
                 )
                 return Denied(decision.code, f"{DETAILS[decision.code]} {decision.detail}.", (ref,))
             deadline = now + decision.deadline_hours * _HOUR_MS
-            digest = payload_hash(env.model_dump(mode="json"))
             ref = tx.append_ledger(
                 "wat-request",
                 now,
@@ -391,7 +392,7 @@ class ExchangeService(ExchangeBase):
                     {k: v for k, v in raw.items() if k != "exchange_id"},
                     persist_nonce=i == 0,
                     bulk=True,
-                    signature_valid=i in valid,
+                    checked=valid.get(i),
                 )
                 for i, (item, raw) in enumerate(items)
             ),
@@ -407,19 +408,24 @@ class ExchangeService(ExchangeBase):
 
     async def _valid_envelopes(
         self, auth: RequestAuth, envelopes: Sequence[Envelope | None]
-    ) -> set[int]:
+    ) -> dict[int, bytes]:
         """The positions of the envelopes that pass `_outer_item` and whose outer
         signatures verify, all in one call to the verifier (one hand-over for a whole
-        batch). The others are left to `answer`, which finds and reports their fault."""
+        batch), with their payload hashes. The others are left to `answer`, which
+        finds and reports their fault."""
         checks: dict[int, Item] = {}
         for i, env in enumerate(envelopes):
             if env is not None:
                 with contextlib.suppress(InvalidRequest):
                     checks[i] = self._outer_item(auth, env, ["envelope"])
         if not checks:
-            return set()
+            return {}
         valid = await self._verifier.verify(list(checks.values()))
-        return {i for i, ok in zip(checks, valid, strict=True) if ok}
+        return {
+            i: signed_payload_hash(item[2])
+            for (i, item), ok in zip(checks.items(), valid, strict=True)
+            if ok
+        }
 
     async def answer(
         self,
@@ -430,15 +436,16 @@ class ExchangeService(ExchangeBase):
         *,
         persist_nonce: bool = True,
         bulk: bool = False,
-        signature_valid: bool = False,
+        checked: bytes | None = None,
     ) -> Done:
-        """`signature_valid`: the caller already verified the envelope's outer
-        signature (answer_many verifies a batch's in one call)."""
+        """`checked`: the envelope's payload hash, when the caller already verified its
+        outer signature (answer_many verifies a batch's in one call)."""
+        digest = checked
         if ans.envelope is not None:
             if ans.envelope.exchange_id != exchange_id:
                 raise _bad(["envelope", "exchange_id"], "does not match the path")
-            if not signature_valid:
-                await self._check_signature(auth, ans.envelope, ["envelope"])
+            if digest is None:
+                digest = await self._check_signature(auth, ans.envelope, ["envelope"])
         answer_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
 
@@ -495,9 +502,6 @@ class ExchangeService(ExchangeBase):
                     subject_org=exchange.requester,
                     **where,
                 )
-            digest = (
-                None if ans.envelope is None else payload_hash(ans.envelope.model_dump(mode="json"))
-            )
             ref = tx.append_ledger(
                 action,
                 now,

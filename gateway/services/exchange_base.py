@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import Clock
-from gateway.crypto.envelope import outer_signature, payload_hash
+from gateway.crypto.envelope import outer_signature, signed_payload_hash
 from gateway.crypto.verifier import Item, Verifier
 from gateway.errors import Conflict, DenyCode, EnvelopeError, InvalidRequest, NotFound
 from gateway.models import (
@@ -83,9 +83,10 @@ def replay_exchange(tx: Tx, auth: RequestAuth, exchange_id: str, body_hash: byte
     return None
 
 
-def payload_hashes(delivered: Sequence[Envelope]) -> dict[str, bytes]:
-    """Recipient -> SHA-256 of its envelope (what the ledger records of the content)."""
-    return {env.recipient: payload_hash(env.model_dump(mode="json")) for env in delivered}
+def payload_hashes(delivered: Sequence[Envelope], checked: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Recipient -> its envelope's payload hash (what the ledger records of the
+    content), of those delivered, out of what `_check_fan_out` returned."""
+    return {env.recipient: checked[env.recipient] for env in delivered}
 
 
 def fan_out_entry(hashes: dict[str, bytes]) -> dict[str, Any]:
@@ -184,8 +185,11 @@ class ExchangeBase:
 
     async def _check_signature(
         self, auth: RequestAuth, env: Envelope, loc: list[str | int]
-    ) -> None:
-        await self._verify_outer(auth, [(self._outer_item(auth, env, loc), loc)])
+    ) -> bytes:
+        """The envelope's outer signature; returns its payload hash (for the ledger)."""
+        item = self._outer_item(auth, env, loc)
+        await self._verify_outer(auth, [(item, loc)])
+        return signed_payload_hash(item[2])
 
     async def _check_fan_out(
         self,
@@ -196,10 +200,11 @@ class ExchangeBase:
         case_ref: str,
         subject_ref: str,
         to_self: str,
-    ) -> str:
+    ) -> tuple[str, dict[str, bytes]]:
         """A request sealed once per recipient (dat-request, case message): one
         envelope each, every one bound to the request and signed by the caller, none
-        to itself (`to_self` says so). Returns the exchange id they share.
+        to itself (`to_self` says so). Returns the exchange id they share and each
+        recipient's payload hash (from the bytes the signature check decoded).
 
         Envelope by envelope, the binding, then the signature, then the recipient; the
         signatures are verified together, and an invalid one still comes before any
@@ -230,7 +235,11 @@ class ExchangeBase:
         await self._verify_outer(auth, signed)
         if fault is not None:
             raise fault
-        return exchange_id
+        hashes = {
+            env.recipient: signed_payload_hash(item[2])
+            for env, (item, _) in zip(envelopes, signed, strict=True)
+        }
+        return exchange_id, hashes
 
     def _fan_out(
         self, tx: Tx, envelopes: Sequence[Envelope], view: CaseView, now: int

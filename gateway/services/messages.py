@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.crypto.canonical import canonical_sha256
-from gateway.crypto.envelope import payload_hash
 from gateway.errors import Conflict, DenyCode
 from gateway.models import Envelope, EnvelopeKind, MessageIn, ReferralIn
 from gateway.policy.access import MEMBER_ROLES, membership
@@ -101,7 +100,7 @@ class MessageService(ExchangeBase):
     # -- POST /api/v1/messages -------------------------------------------------------------
 
     async def submit_message(self, auth: RequestAuth, req: MessageIn, raw: dict[str, Any]) -> Done:
-        exchange_id = await self._check_fan_out(
+        exchange_id, checked = await self._check_fan_out(
             auth,
             req.envelopes,
             kind=EnvelopeKind.MESSAGE,
@@ -132,7 +131,7 @@ class MessageService(ExchangeBase):
             delivered, denied = self._fan_out(tx, req.envelopes, admitted.view, now)
             refs: list[LedgerRef] = []
             if delivered:
-                hashes = payload_hashes(delivered)
+                hashes = payload_hashes(delivered, checked)
                 body = {
                     **where,
                     "subject_ref": req.subject_ref,
@@ -182,7 +181,7 @@ class MessageService(ExchangeBase):
             case_ref="",
             subject_ref="",
         )
-        await self._check_signature(auth, env, ["envelope"])
+        digest = await self._check_signature(auth, env, ["envelope"])
         body_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
         where = {"exchange_id": exchange_id}
@@ -225,7 +224,7 @@ class MessageService(ExchangeBase):
                     **where,
                     "sender": auth.org,
                     "recipient": env.recipient,
-                    "payload_sha256": payload_hash(env.model_dump(mode="json")).hex(),
+                    "payload_sha256": digest.hex(),
                     "blobs": sorted(req.blobs),
                     "request_sha256": body_hash.hex(),
                 },

@@ -17,8 +17,10 @@ from gateway.crypto.envelope import (
     envelope_header,
     hpke_info,
     open_envelope,
+    outer_signature,
     payload_hash,
     seal,
+    signed_payload_hash,
     verify_outer,
 )
 from gateway.crypto.keys import OrgKeys
@@ -96,6 +98,19 @@ def test_vector_payload_hash() -> None:
     envelope = VECTOR["envelope"]
     expected = sha256(b64u_decode(envelope["enc"]) + b64u_decode(envelope["ct"]))
     assert payload_hash(envelope) == expected
+    # The same, from what the outer signature covers (the hub's path).
+    _, _, signed = outer_signature(envelope, SENDER.signing_key)
+    assert signed_payload_hash(signed) == expected
+
+
+@given(st.dictionaries(st.text(max_size=5), st.integers(), max_size=4))
+@settings(max_examples=25)
+def test_payload_hash_from_the_signed_bytes_matches_any_fresh_envelope(
+    body: dict[str, Any],
+) -> None:
+    envelope = _seal(body=body)
+    _, _, signed = outer_signature(envelope, SENDER.signing_key)
+    assert signed_payload_hash(signed) == payload_hash(envelope)
 
 
 # -- seal -------------------------------------------------------------------------------
