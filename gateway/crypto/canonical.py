@@ -26,6 +26,31 @@ _MAX_SAFE_INT = 2**53 - 1
 _FAST = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# `_FAST.encode` builds this C encoder again on every call (about 1 µs, and canonical
+# JSON is on every signature check and ledger append); built once here with the same
+# arguments, but without the circular-reference check: it only ever encodes a value
+# that `_exact` or `_Walk` has walked, which a cycle would not have survived.
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+)
+
+
+def _encode(value: Any) -> bytes:
+    """What `_FAST.encode(value).encode("utf-8")` gives (UnicodeEncodeError included)."""
+    if _C_ENCODER is None:  # pragma: no cover - CPython always has the C encoder
+        return _FAST.encode(value).encode("utf-8")
+    return "".join(_C_ENCODER(value, 0)).encode("utf-8")
+
+
 class _Walk:
     """Validates a value and notes whether the fast path may serialise it."""
 
@@ -101,7 +126,7 @@ def canonical_json(value: Any) -> bytes:
     try:
         if _exact(value):
             # Already plain dicts, lists and scalars with ASCII keys: encode as is.
-            return _FAST.encode(value).encode("utf-8")
+            return _encode(value)
     except _NotExact:
         pass
     walk = _Walk()
@@ -109,7 +134,7 @@ def canonical_json(value: Any) -> bytes:
     if walk.ascii_keys:
         # A lone surrogate passes the encoder but fails here: UnicodeEncodeError is a
         # ValueError, as rfc8785 would raise.
-        return _FAST.encode(plain).encode("utf-8")
+        return _encode(plain)
     return rfc8785.dumps(plain)
 
 

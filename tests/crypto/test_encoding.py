@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -75,3 +77,46 @@ def test_sha256() -> None:
     assert sha256(b"abc").hex() == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def _reference_b64u_decode(text: str) -> bytes:
+    """The obvious strict decoder: decode, then require that encoding gives `text` back."""
+    if len(text) % 4 == 1:
+        raise ValueError("impossible length")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64u_encode(data) != text:
+        raise ValueError("non-canonical")
+    return data
+
+
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
+def test_b64u_decode_accepts_what_the_reference_accepts(text: str) -> None:
+    """The unused-bits check on the last character refuses exactly the strings whose
+    bytes would encode to another spelling."""
+    try:
+        expected: bytes | None = _reference_b64u_decode(text)
+    except ValueError:
+        expected = None
+    try:
+        got: bytes | None = b64u_decode(text)
+    except ValueError:
+        got = None
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "last", list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+)
+@pytest.mark.parametrize("prefix", ["", "Q", "QU", "QUJD"])
+def test_b64u_every_last_character(prefix: str, last: str) -> None:
+    """All 64 last characters after each length: accepted exactly when canonical."""
+    text = prefix + last
+    try:
+        expected: bytes | None = _reference_b64u_decode(text)
+    except ValueError:
+        expected = None
+    try:
+        got: bytes | None = b64u_decode(text)
+    except ValueError:
+        got = None
+    assert got == expected

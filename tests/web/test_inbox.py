@@ -244,6 +244,8 @@ _ENVELOPE = {
         [
             None,
             json.dumps(_ENVELOPE, separators=(",", ":")),
+            # as pydantic's model_dump_json writes it: UTF-8, not \\u escapes
+            json.dumps(_ENVELOPE, separators=(",", ":"), ensure_ascii=False),
             json.dumps({"envelope": _ENVELOPE, "legal_basis": {"gdpr": "6(1)(e)"}}),
             json.dumps({"envelope": None, "notification": {"event": "case-closed"}}),
         ]
