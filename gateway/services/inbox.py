@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from gateway.clock import Clock
@@ -53,7 +52,8 @@ class Waiters:
             self.notify(org)
 
 
-def message_json(msg: InboxMessage) -> dict[str, Any]:
+def _labels(msg: InboxMessage) -> dict[str, Any]:
+    """A message's JSON without its envelope."""
     out: dict[str, Any] = {
         "message_id": msg.message_id,
         "kind": msg.kind,
@@ -66,6 +66,11 @@ def message_json(msg: InboxMessage) -> dict[str, Any]:
         out["decision"] = msg.decision
     if msg.reason_code is not None:
         out["reason_code"] = msg.reason_code
+    return out
+
+
+def message_json(msg: InboxMessage) -> dict[str, Any]:
+    out = _labels(msg)
     if msg.envelope is not None:
         stored = json.loads(msg.envelope)
         if "v" in stored:  # a bare envelope
@@ -88,7 +93,7 @@ def messages_body(messages: Sequence[InboxMessage]) -> bytes:
     parts: list[str] = []
     for msg in messages:
         if msg.envelope is not None and msg.envelope.startswith(_BARE_ENVELOPE):
-            head = json.dumps(message_json(replace(msg, envelope=None)), separators=(",", ":"))
+            head = json.dumps(_labels(msg), separators=(",", ":"))
             parts.append(f'{head[:-1]},"envelope":{msg.envelope}}}')
         else:
             parts.append(json.dumps(message_json(msg), separators=(",", ":")))
