@@ -139,6 +139,22 @@ def machine_cpu_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
+def speed_probe_ms() -> float:
+    """A fixed pure-Python loop on an otherwise idle machine, best of three, in ms.
+
+    This VM's speed drifts (by 30% or more within an hour): the same code gave
+    340 and 480 round trips/s. The probe, printed before and after a run, says which
+    phase a run was measured in, so that runs can be compared."""
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
 def run_queue_seconds(pid: int) -> float:
     """Time the process's threads spent runnable but waiting for a core (the second
     field of /proc/<pid>/task/<tid>/schedstat, in ns; threads that ended are not
@@ -832,6 +848,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     try:
         port, metrics_port = free_port(), free_port()
         url = f"http://127.0.0.1:{port}"
+        probe_before = speed_probe_ms()
         print(
             f"setting up a hub in {base} "
             "(CLI: init-hub, protocol publish, keys generate, partner add)"
@@ -909,6 +926,10 @@ def orchestrate(args: argparse.Namespace) -> int:
             add_wire(results, read_capture(wire_file), (base / "wire.stdout").read_text())
         if results:
             print_table(results, profiled)
+            print(
+                f"machine speed probe (a fixed Python loop, ms, lower is faster): "
+                f"{probe_before:.1f} before, {speed_probe_ms():.1f} after the run"
+            )
         if args.profile:
             if profile.exists():
                 print_profile(profile, "main thread")
