@@ -446,6 +446,8 @@ class ExchangeService(ExchangeBase):
                 raise _bad(["envelope", "exchange_id"], "does not match the path")
             if digest is None:
                 digest = await self._check_signature(auth, ans.envelope, ["envelope"])
+        else:
+            await auth.confirm()  # the request's own signature, if its check was put off
         answer_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
 

@@ -34,10 +34,18 @@ DRAINING = web.AppKey("draining", asyncio.Event)
 LONG_POLL_ROUTES = frozenset({"/api/v1/inbox"})
 # PUT routes whose body the handler streams (and checks against its digest) itself.
 STREAMED_ROUTES = frozenset({"/api/v1/blobs"})
-# Requests whose handlers verify envelope signatures before any write: their own
-# signature goes to the verifier with those (RequestAuth.verify_along), one hand-over.
+# Requests (by route template) whose handlers verify envelope signatures before any
+# write: their own signature goes to the verifier with those
+# (RequestAuth.verify_along), one hand-over; a handler with no envelope to verify
+# settles it on its own (RequestAuth.confirm) before it writes.
 ENVELOPE_ROUTES = frozenset(
-    {"/api/v1/dat-requests", "/api/v1/wat-requests", "/api/v1/messages", "/api/v1/referrals"}
+    {
+        "/api/v1/dat-requests",
+        "/api/v1/wat-requests",
+        "/api/v1/messages",
+        "/api/v1/referrals",
+        "/api/v1/exchanges/{exchange_id}/answers",
+    }
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -234,7 +242,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             content_digest=joined("Content-Digest"),
             content_type=joined("Content-Type"),
             streamed=streamed,
-            defer=request.method == "POST" and path in ENVELOPE_ROUTES,
+            defer=request.method == "POST" and _route(request) in ENVELOPE_ROUTES,
         )
     except ProblemError as exc:
         hub.metrics.auth_failures.labels(exc.code).inc()

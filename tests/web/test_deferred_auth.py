@@ -32,6 +32,7 @@ from tests.web.helpers import (
     query_one,
     verifier_calls,
 )
+from tests.web.test_dat import answer_body, answers_target, delivered_request
 
 TARGET = "/api/v1/dat-requests"
 JSON = "application/json"
@@ -72,6 +73,7 @@ def tamper_envelope(body: bytes) -> bytes:
 async def test_every_route_that_puts_it_off_answers_a_forgery_with_401(
     network: Network, wire: Wire, route: str
 ) -> None:
+    route = route.replace("{exchange_id}", str(uuid.uuid4()))
     body = encode_json({})
     headers = wire.sign(network.keys["zvh-test"], "POST", route, body)
     forgery = await wire.send("POST", route, body=body, headers=forged(headers))
@@ -203,3 +205,36 @@ async def test_an_unchecked_request_cannot_reach_a_write(network: Network) -> No
     # Settled once: the nonce is claimed, so the same request is now a replay.
     with pytest.raises(ReplayedRequest):
         await authenticator.authenticate(**request)
+
+
+async def inbox_rows(network: Network, org: str) -> int:
+    row = await query_one(
+        network.settings.node.database, "SELECT COUNT(*) FROM inbox WHERE org = ?", org
+    )
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["with-envelope", "without-envelope"])
+async def test_a_forged_answer_changes_nothing_and_the_genuine_one_then_goes_through(
+    network: Network, wire: Wire, monkeypatch: pytest.MonkeyPatch, sealed: bool
+) -> None:
+    """A single answer puts its signature check off too: with an envelope it goes
+    over with the envelope's, in one call; without one it is settled on its own,
+    before the answer is written."""
+    request = await delivered_request(network, wire)
+    target = answers_target(request)
+    body = encode_json(await answer_body(network, request) if sealed else {"decision": "not-known"})
+    headers = wire.sign(network.keys["politie-test"], "POST", target, body)
+    size = await ledger_size(network.settings.node.database)
+    before = await inbox_rows(network, "zvh-test")
+    calls = verifier_calls(network, monkeypatch)
+    assert_problem(
+        await wire.send("POST", target, body=body, headers=forged(headers)), 401, "unauthenticated"
+    )
+    assert await ledger_size(network.settings.node.database) == size
+    assert await inbox_rows(network, "zvh-test") == before
+    calls.clear()
+    assert_ok(await wire.send("POST", target, body=body, headers=headers), 202)
+    assert calls == ([2] if sealed else [1])
+    assert await inbox_rows(network, "zvh-test") > before
