@@ -427,6 +427,20 @@ class ExchangeService(ExchangeBase):
             if ok
         }
 
+    async def _answer_signatures(
+        self, auth: RequestAuth, exchange_id: str, ans: Answer, checked: bytes | None
+    ) -> bytes | None:
+        """The answer's envelope signature (with the request's, if its check was put
+        off) unless `checked` already has it; returns the envelope's payload hash."""
+        if ans.envelope is None:
+            await auth.confirm()  # nothing to go with: the request's signature alone
+            return None
+        if ans.envelope.exchange_id != exchange_id:
+            raise _bad(["envelope", "exchange_id"], "does not match the path")
+        if checked is not None:
+            return checked
+        return await self._check_signature(auth, ans.envelope, ["envelope"])
+
     async def answer(
         self,
         auth: RequestAuth,
@@ -440,14 +454,7 @@ class ExchangeService(ExchangeBase):
     ) -> Done:
         """`checked`: the envelope's payload hash, when the caller already verified its
         outer signature (answer_many verifies a batch's in one call)."""
-        digest = checked
-        if ans.envelope is not None:
-            if ans.envelope.exchange_id != exchange_id:
-                raise _bad(["envelope", "exchange_id"], "does not match the path")
-            if digest is None:
-                digest = await self._check_signature(auth, ans.envelope, ["envelope"])
-        else:
-            await auth.confirm()  # the request's own signature, if its check was put off
+        digest = await self._answer_signatures(auth, exchange_id, ans, checked)
         answer_hash = canonical_sha256(raw)
         now = self._clock.now_ms()
 
