@@ -411,16 +411,14 @@ class ExchangeService(ExchangeBase):
     ) -> dict[int, bytes]:
         """The positions of the envelopes that pass `_outer_item` and whose outer
         signatures verify, all in one call to the verifier (one hand-over for a whole
-        batch), with their payload hashes. The others are left to `answer`, which
-        finds and reports their fault."""
+        batch, with the request's own if its check was put off), with their payload
+        hashes. The others are left to `answer`, which finds and reports their fault."""
         checks: dict[int, Item] = {}
         for i, env in enumerate(envelopes):
             if env is not None:
                 with contextlib.suppress(InvalidRequest):
                     checks[i] = self._outer_item(auth, env, ["envelope"])
-        if not checks:
-            return {}
-        valid = await self._verifier.verify(list(checks.values()))
+        valid = await auth.verify_along(self._verifier, list(checks.values()))
         return {
             i: signed_payload_hash(item[2])
             for (i, item), ok in zip(checks.items(), valid, strict=True)
